@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - set up .venv, then run the memory-capacity experiment on synthetic data
+#   make test   - set up .venv, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of PyTorch (an unpinned "torch" pulls a multi-GB CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rnnlab-installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: setup demo test lint bench browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+# Headless Chromium for the report's browser test; installed from Debian's
+# packages when missing (CI runs as root on a fresh machine).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "installing chromium for the browser test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "could not install chromium; the browser test will fail under CI=true"; }
+
+demo: setup
+	$(BIN)/rnnlab memory --out $(DEMO_OUT)
+
+test: setup $(if $(CI),browser)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
