@@ -1,0 +1,192 @@
+"""Models for the three shapes of task, built from one frozen :class:`ModelConfig`.
+
+Each model is input -> :class:`~rnnlab.layers.Recurrent` -> linear head:
+
+- input ``"tokens"``: ``(N, L)`` int64 ids through an ``nn.Embedding`` whose weight is
+  Xavier-uniform (as the seed 004 DigitSum model initialises its embedding);
+  ``"features"``: ``(N, L, input_size)`` floats straight into the recurrent layer (as
+  the seed 001/002 models feed ``nn.RNN``).
+- head ``"classify"``: logits ``(N, C)`` from each sequence's last valid state (for a
+  bidirectional layer, the forward state at the last step joined with the backward
+  state at the first); ``"tag"`` and ``"regress"``: ``(N, L, C)`` from every step.
+
+Modules are created in the order embedding, recurrent layer, head, so a seeded
+``init="zeros"`` model draws exactly what the seed 004 model draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab.cells import State, get_cell, init_names
+from rnnlab.errors import RnnlabError, check
+from rnnlab.layers import BACKENDS, Recurrent
+
+INPUTS = ("tokens", "features")
+HEADS = ("classify", "tag", "regress")
+NONLINEARITIES = ("tanh", "relu")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that determines a model's architecture and initialisation.
+
+    ``init`` names the cell initialiser (``zeros``, ``torch``, ``orthogonal``,
+    ``normal`` with ``init_std``, ``xavier``); it applies to the recurrent cells only.
+    ``nonlinearity`` is for ``srn`` and ``residual-srn``. ``vocab_size`` is required
+    with ``input="tokens"``, ``input_size`` with ``input="features"``.
+    """
+
+    cell: str = "srn"
+    hidden_size: int = 32
+    num_layers: int = 1
+    bidirectional: bool = False
+    init: str = "torch"
+    init_std: float = 0.001
+    nonlinearity: str = "tanh"
+    input: str = "tokens"
+    vocab_size: int | None = None
+    embedding_dim: int = 32
+    input_size: int | None = None
+    head: str = "classify"
+    num_outputs: int | None = None
+    backend: str = "python"
+
+    def __post_init__(self) -> None:
+        cell_cls = get_cell(self.cell)
+        check(_positive_int(self.hidden_size),
+              f"hidden_size must be a positive integer, got {self.hidden_size!r}")
+        check(_positive_int(self.num_layers),
+              f"num_layers must be a positive integer, got {self.num_layers!r}")
+        check(isinstance(self.bidirectional, bool),
+              f"bidirectional must be true or false, got {self.bidirectional!r}")
+        check(self.init in init_names(),
+              f"unknown initialiser {self.init!r}; known initialisers: "
+              + ", ".join(init_names()))
+        check(isinstance(self.init_std, (int, float)) and self.init_std > 0,
+              f"init_std must be a positive number, got {self.init_std!r}")
+        check(self.nonlinearity in NONLINEARITIES,
+              f"unknown nonlinearity {self.nonlinearity!r}; known: relu, tanh")
+        check(self.nonlinearity == "tanh" or self.cell in ("srn", "residual-srn"),
+              f"nonlinearity={self.nonlinearity!r} applies only to srn and residual-srn, "
+              f"not {self.cell!r}")
+        check(self.input in INPUTS,
+              f"unknown input {self.input!r}; known inputs: " + ", ".join(INPUTS))
+        if self.input == "tokens":
+            check(_positive_int(self.vocab_size),
+                  f"token input needs vocab_size, a positive integer; got {self.vocab_size!r}")
+            check(_positive_int(self.embedding_dim),
+                  f"embedding_dim must be a positive integer, got {self.embedding_dim!r}")
+        else:
+            check(_positive_int(self.input_size),
+                  f"feature input needs input_size, a positive integer; got {self.input_size!r}")
+        check(self.head in HEADS, f"unknown head {self.head!r}; known heads: " + ", ".join(HEADS))
+        check(_positive_int(self.num_outputs),
+              f"num_outputs must be a positive integer, got {self.num_outputs!r}")
+        check(self.backend in BACKENDS,
+              f"unknown backend {self.backend!r}; known backends: " + ", ".join(BACKENDS))
+        check(self.backend == "python" or cell_cls.native is not None,
+              f"cell {self.cell!r} has no torch.nn twin, so it cannot run with "
+              "backend='native'; use backend='python'")
+
+    @property
+    def recurrent_input_size(self) -> int:
+        """Features of each step entering the recurrent layer."""
+        return self.embedding_dim if self.input == "tokens" else int(self.input_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SequenceModel(nn.Module):
+    """Input (embedding or features) -> :class:`Recurrent` -> linear head."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding: nn.Embedding | None = None
+        if config.input == "tokens":
+            # Drawn straight into an empty matrix (no default normal draw first), so
+            # the random stream matches the seed 004 model's.
+            weight = nn.init.xavier_uniform_(torch.empty(int(config.vocab_size),
+                                                         config.embedding_dim))
+            self.embedding = nn.Embedding.from_pretrained(weight, freeze=False)
+        cell_kwargs: dict[str, Any] = {"init": config.init, "init_std": config.init_std}
+        if config.cell in ("srn", "residual-srn"):
+            cell_kwargs["nonlinearity"] = config.nonlinearity
+        self.recurrent = Recurrent(config.cell, config.recurrent_input_size,
+                                   config.hidden_size, num_layers=config.num_layers,
+                                   bidirectional=config.bidirectional, batch_first=True,
+                                   backend=config.backend, **cell_kwargs)
+        self.head = nn.Linear(self.recurrent.output_size, int(config.num_outputs))
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The recurrent layer's input ``(N, L, H_in)`` for the model input ``x``."""
+        if self.embedding is None:
+            return x
+        if x.dim() != 2 or x.is_floating_point() or x.is_complex():
+            raise RnnlabError(f"expected token ids of shape (N, L) and an integer dtype, "
+                              f"got shape {tuple(x.shape)} and {x.dtype}")
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.embedding.num_embeddings):
+            raise RnnlabError(f"token ids must lie in 0..{self.embedding.num_embeddings - 1}, "
+                              f"got {int(x.min())}..{int(x.max())}")
+        return self.embedding(x)
+
+    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None,
+                return_state: bool = False) -> Tensor | tuple[Tensor, State]:
+        outputs, final_state = self.recurrent(self.embed(x), state=state, lengths=lengths)
+        result = self.readout(outputs, final_state)
+        return (result, final_state) if return_state else result
+
+
+class SequenceClassifier(SequenceModel):
+    """Logits ``(N, C)`` from each sequence's last valid state (the seed 004 model)."""
+
+    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+        h_n = final_state[0] if isinstance(final_state, tuple) else final_state
+        # The last layer's directions are the last D rows: forward, then backward.
+        last = h_n[-self.recurrent.num_directions:]
+        return self.head(torch.cat(list(last), dim=-1))
+
+
+class SequenceTagger(SequenceModel):
+    """Logits ``(N, L, C)``: one class per step."""
+
+    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+        return self.head(outputs)
+
+
+class SequenceRegressor(SequenceModel):
+    """Values ``(N, L, num_outputs)``: one real vector per step."""
+
+    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+        return self.head(outputs)
+
+
+MODELS: dict[str, type[SequenceModel]] = {
+    "classify": SequenceClassifier,
+    "tag": SequenceTagger,
+    "regress": SequenceRegressor,
+}
+
+
+def build_model(config: ModelConfig) -> SequenceModel:
+    """A new model for ``config``, initialised from torch's global RNG (seed first)."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"build_model needs a ModelConfig, got {type(config).__name__}")
+    return MODELS[config.head](config)
+
+
+__all__ = ["MODELS", "ModelConfig", "SequenceClassifier", "SequenceModel",
+           "SequenceRegressor", "SequenceTagger", "build_model"]
