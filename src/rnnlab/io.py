@@ -18,12 +18,21 @@ from typing import Any
 import torch
 
 
+def _default_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600 files; results are meant to be shared like any other file.
+        os.chmod(tmp, _default_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -53,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("rnnlab: interrupted", err=True)
         return 130
+    except click.UsageError as err:
+        where = err.ctx.command_path if err.ctx is not None else "rnnlab"
+        click.echo(f"rnnlab: error: {err.format_message()} (see '{where} --help')", err=True)
+        return 2
     except click.ClickException as err:
-        err.show()
+        click.echo(f"rnnlab: error: {err.format_message()}", err=True)
         return 2
     except click.exceptions.Exit as err:
         return err.exit_code

@@ -1,0 +1,423 @@
+"""``rnnlab train | evaluate | predict | cells | tasks``: one model, from the command line.
+
+``train`` is generic over the registered tasks: ``--length`` sets the task's ``length``
+field, ``--task-param KEY=VALUE`` any other field. A ``--protocol`` supplies every
+hyper-parameter at once; options given explicitly beside it win (click's parameter
+source tells which ones the user typed). The run folder gets ``metrics.csv``,
+``last.pt``, ``best.pt`` and ``summary.json``, each written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from rnnlab.errors import RnnlabError, check
+from rnnlab.protocols import get_protocol, protocol_names
+
+# CLI option -> (where it goes, field name)
+_MODEL_OPTIONS = {"cell": "cell", "hidden": "hidden_size", "layers": "num_layers",
+                  "init": "init", "embedding": "embedding_dim"}
+_TRAIN_OPTIONS = {"epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size",
+                  "lr": "lr", "optimizer": "optimizer", "clip_norm": "clip_norm",
+                  "eval_every": "eval_every", "shuffle": "shuffle"}
+_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+
+
+def _cell_names() -> list[str]:
+    from rnnlab.cells import cell_names
+
+    return cell_names()
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) in _GIVEN
+
+
+# ---------------------------------------------------------------------- task parameters
+def task_fields(task_cls: type) -> dict[str, Any]:
+    """The task's parameters: ``{name: type}`` of its init dataclass fields."""
+    hints = typing.get_type_hints(task_cls)
+    return {f.name: hints.get(f.name, str) for f in dataclasses.fields(task_cls) if f.init}
+
+
+def task_config(task: Any) -> dict[str, Any]:
+    """The task's parameter values (what rebuilds it), as plain values."""
+    return {name: getattr(task, name) for name in task_fields(type(task))}
+
+
+def parse_value(text: str, kind: Any, key: str) -> Any:
+    """Convert ``text`` to the field type ``kind`` (int, float, bool, str, optional)."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if text.strip().lower() in ("none", "null", "") and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        kind = options[0] if len(options) == 1 else str
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise RnnlabError(f"--task-param {key}={text}: expected true or false")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise RnnlabError(f"--task-param {key}={text}: expected "
+                              f"{'a whole number' if kind is int else 'a number'}") from None
+    return text
+
+
+def task_params_from_options(task_cls: type, length: int | None,
+                             pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--length`` and ``--task-param KEY=VALUE`` as typed task parameters."""
+    fields = task_fields(task_cls)
+    params: dict[str, Any] = {}
+    if length is not None:
+        check("length" in fields, f"task {task_cls.name!r} has no length; its parameters: "
+              + (", ".join(fields) or "none"))
+        params["length"] = length
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        check(bool(sep) and bool(key), f"--task-param expects KEY=VALUE, got {pair!r}")
+        check(key in fields, f"task {task_cls.name!r} has no parameter {key!r}; its "
+              "parameters: " + (", ".join(fields) or "none"))
+        params[key] = parse_value(value, fields[key], key)
+    return params
+
+
+# ---------------------------------------------------------------------- train
+@click.command("train")
+@click.argument("task_name", metavar="TASK")
+@click.option("--length", type=click.IntRange(min=1),
+              help="Sequence length (the task's `length` parameter).")
+@click.option("--task-param", "task_param", multiple=True, metavar="KEY=VALUE",
+              help="Any other task parameter, e.g. k_test=20 (repeatable).")
+@click.option("--protocol", default="default", show_default=True,
+              type=click.Choice(protocol_names()),
+              help="Named hyper-parameters; 'nndl' is seed 004. Options given here win.")
+@click.option("--cell", type=click.Choice(_cell_names()), help="Recurrent cell [srn].")
+@click.option("--hidden", type=click.IntRange(min=1), help="Hidden units.")
+@click.option("--embedding", type=click.IntRange(min=1), help="Token embedding size.")
+@click.option("--layers", type=click.IntRange(min=1), help="Stacked recurrent layers.")
+@click.option("--init", help="Cell initialiser: zeros, torch, orthogonal, normal, xavier.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Examples per step.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
+@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True),
+              help="Clip the global gradient norm to this value.")
+@click.option("--eval-every", type=click.IntRange(min=1), help="Evaluate on dev every N steps.")
+@click.option("--shuffle/--no-shuffle", default=None, help="Shuffle the training split.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the model, the data order and (unless --data-seed) the data.")
+@click.option("--data-seed", type=int, help="Seed of the generated data [the --seed].")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch threads (tiny models are fastest on one).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder [runs/TASK-CELL-L<length>-s<seed>].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no report.")
+@click.pass_context
+def train(ctx: click.Context, task_name: str, length: int | None, task_param: tuple[str, ...],
+          protocol: str, seed: int, data_seed: int | None, threads: int, out: Path | None,
+          resume: bool, as_json: bool, quiet: bool, **options: Any) -> None:
+    """Train one model on TASK; write metrics.csv, best.pt, last.pt and summary.json.
+
+    Options left out take the --protocol's values: 'default' is a careful single run
+    (hidden and embedding 32, Adam 3e-3, batch 32, shuffled, clip 1, 100 epochs; for
+    DigitSum 1,000/500/2,000 examples); 'nndl' is seed 004 (zero-initialised SRN,
+    Adam 1e-3, batch 8, no shuffling, 500 epochs, 300/100/100 examples).
+
+    \b
+    Example:
+      rnnlab train digitsum --length 20 --cell residual-srn --protocol nndl --out runs/x
+    """
+    from rnnlab.models import ModelConfig
+    from rnnlab.tasks import task_class
+    from rnnlab.train import TrainConfig, Trainer, load_checkpoint, seeded_model
+    from rnnlab.train.checkpoint import LAST
+
+    task_cls = task_class(task_name)
+    chosen = get_protocol(protocol)
+    given_model = {field: options[opt] for opt, field in _MODEL_OPTIONS.items()
+                   if _given(ctx, opt)}
+    given_train = {field: options[opt] for opt, field in _TRAIN_OPTIONS.items()
+                   if _given(ctx, opt)}
+    given_task = task_params_from_options(task_cls, length, task_param)
+    data_seed = seed if data_seed is None else data_seed
+
+    task_params = {**chosen.task_overrides(task_cls), **given_task}
+    model_overrides = {"cell": "srn", **chosen.model, **given_model}
+    train_values = {**chosen.train, **given_train}
+    out = out or Path("runs") / _run_name(task_name, model_overrides["cell"],
+                                          task_params.get("length"), seed)
+    previous = None
+    if resume and (out / LAST).is_file():
+        previous = load_checkpoint(out / LAST)
+        task_params, model_overrides, train_values, data_seed, seed = _resume_settings(
+            previous, task_name, given_task, given_model, given_train, ctx, seed, data_seed)
+        if not _given(ctx, "protocol"):
+            protocol = previous["meta"].get("protocol", protocol)
+    elif not resume:
+        check(not (out / LAST).exists() and not (out / "summary.json").exists(),
+              f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+
+    task = task_cls(**task_params)
+    model_config = task.model_config(**model_overrides)
+    progress = "off" if (quiet or as_json) else "auto"
+    train_config = TrainConfig(**{**train_values, "seed": seed, "threads": threads,
+                                  "progress": progress})
+    if previous is not None:
+        check(ModelConfig(**previous["meta"]["model_config"]) == model_config,
+              f"cannot resume {out}: the model options differ from the ones it was trained with")
+
+    splits = task.splits(data_seed)
+    chance = task.chance
+    baseline = task.memoryless_baseline(splits)
+    model = seeded_model(model_config, seed)
+    meta = {"task": task_name, "task_params": task_config(task),
+            "model_config": dataclasses.asdict(model_config), "protocol": protocol,
+            "seed": seed, "data_seed": data_seed}
+    if not quiet and not as_json:
+        click.echo(f"training {model_config.cell} on {task_name} "
+                   f"{_describe(task_config(task))} (protocol {protocol}) -> {out}", err=True)
+    result = Trainer(train_config).fit(model, splits["train"], splits["dev"], splits["test"],
+                                       out_dir=out, resume=resume, meta=meta)
+    summary = _summary(task, task_name, protocol, seed, data_seed, model_config, train_config,
+                       result, chance, baseline, splits, out)
+    from rnnlab.io import atomic_write_json
+
+    atomic_write_json(out / "summary.json", summary)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        metric = result.metric
+        click.echo(
+            f"test {metric} {summary[f'test_{metric}']:.4f}  (best dev {metric} "
+            f"{_fmt(result.best_dev_metric)} at step {result.best_step}; chance {chance:.4f}, "
+            f"memoryless {baseline:.4f})\n{result.steps} steps, {result.epochs} epochs, "
+            f"{result.seconds:.1f} s; files in {out}")
+
+
+def _run_name(task: str, cell: str, length: int | None, seed: int) -> str:
+    return "-".join([task, cell] + ([f"L{length}"] if length is not None else []) + [f"s{seed}"])
+
+
+def _describe(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _resume_settings(previous: dict[str, Any], task_name: str, given_task: dict[str, Any],
+                     given_model: dict[str, Any], given_train: dict[str, Any],
+                     ctx: click.Context, seed: int, data_seed: int):
+    """The settings of the run being resumed; options typed now must agree with them
+    (only how long it trains may change, which the trainer checks)."""
+    meta = previous.get("meta", {})
+    check(meta.get("task") == task_name,
+          f"cannot resume: the run was trained on task {meta.get('task')!r}, not {task_name!r}")
+    task_params = {**meta["task_params"], **given_task}
+    model_overrides = {k: v for k, v in meta["model_config"].items()}
+    model_overrides.update(given_model)
+    saved_train = dict(previous["train_config"])
+    train_values = {k: v for k, v in saved_train.items()
+                    if k not in ("seed", "threads", "progress")}
+    train_values.update(given_train)
+    if not _given(ctx, "seed"):
+        seed = int(meta.get("seed", saved_train["seed"]))
+    if not _given(ctx, "data_seed"):
+        data_seed = int(meta.get("data_seed", seed))
+    check(task_params == meta["task_params"] and data_seed == meta.get("data_seed", data_seed),
+          "cannot resume: the task options differ from the ones the run was trained with")
+    return task_params, model_overrides, train_values, data_seed, seed
+
+
+def _summary(task: Any, task_name: str, protocol: str, seed: int, data_seed: int,
+             model_config: Any, train_config: Any, result: Any, chance: float,
+             baseline: float, splits: dict[str, Any], out: Path) -> dict[str, Any]:
+    import torch
+
+    import rnnlab
+
+    metric = result.metric
+    test = result.test or {}
+    return {
+        "task": task_name,
+        "task_params": task_config(task),
+        "protocol": protocol,
+        "seed": seed,
+        "data_seed": data_seed,
+        "metric": metric,
+        f"best_dev_{metric}": result.best_dev_metric,
+        "best_step": result.best_step,
+        f"test_{metric}": test.get(metric),
+        "test_loss": test.get("loss"),
+        "chance": chance,
+        "chance_note": " ".join((getattr(type(task).chance, "__doc__", "") or "").split()),
+        "memoryless_baseline": baseline,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "seconds": result.seconds,
+        "stopped_early": result.stopped_early,
+        "resumed_from_step": result.resumed_from_step,
+        "examples": {name: len(split) for name, split in splits.items()},
+        "model_config": dataclasses.asdict(model_config),
+        "train_config": train_config.asdict(),
+        "files": {"metrics": "metrics.csv", "best": "best.pt", "last": "last.pt"},
+        "versions": {"rnnlab": rnnlab.__version__, "torch": torch.__version__,
+                     "python": sys.version.split()[0]},
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# ---------------------------------------------------------------------- evaluate / predict
+def load_run(run_dir: Path, which: str = "best"):
+    """Rebuild ``(task, model, trainer, checkpoint)`` of a run folder from its checkpoint."""
+    from rnnlab.models import ModelConfig, build_model
+    from rnnlab.tasks import task_class
+    from rnnlab.train import TrainConfig, Trainer, find_checkpoint, load_checkpoint
+
+    ckpt = load_checkpoint(find_checkpoint(run_dir, prefer=f"{which}.pt"))
+    meta = ckpt.get("meta") or {}
+    check("model_config" in meta and "task" in meta,
+          f"{run_dir}: the checkpoint does not record its task and model; was it written "
+          "by `rnnlab train`?")
+    task = task_class(meta["task"])(**meta.get("task_params", {}))
+    model = build_model(ModelConfig(**meta["model_config"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise RnnlabError(f"{run_dir}: the checkpoint's parameters do not fit its model "
+                          f"({str(err).splitlines()[0]})") from err
+    config = TrainConfig.from_dict({**ckpt["train_config"], "progress": "off"})
+    return task, model, Trainer(config), ckpt
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best",
+              show_default=True, help="Which checkpoint to score.")
+@click.option("--split", "split_names", multiple=True,
+              type=click.Choice(["train", "dev", "test"]),
+              help="Splits to score (repeatable) [dev and test].")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+def evaluate(run_dir: Path, which: str, split_names: tuple[str, ...], as_json: bool) -> None:
+    """Re-score a saved run: rebuild its task and model from the checkpoint, evaluate."""
+    task, model, trainer, ckpt = load_run(run_dir, which)
+    meta = ckpt["meta"]
+    splits = task.splits(int(meta.get("data_seed", meta.get("seed", 0))))
+    scores = {name: trainer.evaluate(model, splits[name])
+              for name in (split_names or ("dev", "test"))}
+    report = {"run": str(run_dir), "checkpoint": which, "step": ckpt["step"],
+              "metric": ckpt.get("metric", task.metric), "scores": scores}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    metric = report["metric"]
+    click.echo(f"{run_dir} ({which} checkpoint, step {ckpt['step']})")
+    for name, values in scores.items():
+        click.echo(f"  {name:<5} {metric} {values[metric]:.4f}  loss {values['loss']:.4f}")
+
+
+def _parse_sequence(text: str, where: str) -> list[int]:
+    fields = text.replace(",", " ").split()
+    check(len(fields) > 0, f"{where}: empty sequence")
+    try:
+        return [int(f) for f in fields]
+    except ValueError:
+        raise RnnlabError(f"{where}: expected whole numbers separated by spaces, "
+                          f"got {text.strip()[:60]!r}") from None
+
+
+@click.command("predict")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--sequence", "sequences", multiple=True, metavar="'3 4 0 0 ...'",
+              help="A token sequence, tokens separated by spaces (repeatable).")
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
+              help="One sequence per line (anything after a tab, e.g. a label, is ignored).")
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best",
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
+def predict(run_dir: Path, sequences: tuple[str, ...], file: Path | None, which: str,
+            as_json: bool) -> None:
+    """Predict with a saved run: for DigitSum, the sum of the first two digits."""
+    import torch
+
+    rows: list[list[int]] = [_parse_sequence(s, f"--sequence {i + 1}")
+                             for i, s in enumerate(sequences)]
+    if file is not None:
+        check(file.is_file(), f"no such file: {file}")
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                rows.append(_parse_sequence(line.split("\t")[0], f"{file} line {number}"))
+    check(len(rows) > 0, "give sequences with --sequence '3 4 0 0' or --file FILE")
+    task, model, trainer, _ = load_run(run_dir, which)
+    check(task.input == "tokens",
+          f"predict reads token sequences, but task {task.name!r} takes real-valued features; "
+          "use Trainer.predict from Python")
+    lengths = [len(r) for r in rows]
+    inputs = torch.zeros(len(rows), max(lengths), dtype=torch.int64)
+    for i, r in enumerate(rows):
+        inputs[i, : len(r)] = torch.as_tensor(r)
+    same = len(set(lengths)) == 1
+    outputs = trainer.predict(model, inputs, None if same else torch.as_tensor(lengths))
+    if task.head == "regress":
+        predictions = outputs.tolist()
+    else:
+        predictions = outputs.argmax(-1).tolist()
+    if as_json:
+        click.echo(json.dumps([{"sequence": r, "prediction": p}
+                               for r, p in zip(rows, predictions, strict=True)], indent=2))
+        return
+    for r, p in zip(rows, predictions, strict=True):
+        shown = " ".join(map(str, p)) if isinstance(p, list) else str(p)
+        click.echo(f"{' '.join(map(str, r))}\t{shown}")
+
+
+# ---------------------------------------------------------------------- listings
+def _first_line(doc: str | None) -> str:
+    for line in (doc or "").strip().splitlines():
+        if line.strip():
+            return line.strip().rstrip(".")
+    return ""
+
+
+@click.command("cells")
+def cells() -> None:
+    """List the recurrent cells."""
+    from rnnlab.cells import CELLS
+
+    for name in sorted(CELLS):
+        click.echo(f"{name:<14} {_first_line(CELLS[name].__doc__)}")
+
+
+@click.command("tasks")
+def tasks() -> None:
+    """List the tasks."""
+    from rnnlab.tasks import task_class, task_names
+
+    for name in task_names():
+        try:
+            cls = task_class(name)
+            text = cls.description or _first_line(cls.__doc__)
+        except ImportError as err:  # one broken optional task must not hide the others
+            text = f"(unavailable: {err})"
+        click.echo(f"{name:<22} {text}")
