@@ -14,6 +14,15 @@ from rnnlab.tasks.base import SplitData, Task
 
 _TASK_MODULES: dict[str, str] = {
     "digitsum": "rnnlab.tasks.digitsum:DigitSum",
+    "burst": "rnnlab.tasks.burst:Burst",
+    "sine": "rnnlab.tasks.sine:Sine",
+    "sin-cos": "rnnlab.tasks.sin_cos:SinCos",
+    "mnist-rows": "rnnlab.tasks.mnist:MnistRows",
+    "pixel-mnist": "rnnlab.tasks.mnist:PixelMnist",
+    "permuted-pixel-mnist": "rnnlab.tasks.mnist:PermutedPixelMnist",
+    "binary-pairs": "rnnlab.tasks.binary_pairs:BinaryPairs",
+    "adding": "rnnlab.tasks.adding:Adding",
+    "copy": "rnnlab.tasks.copy_task:Copy",
 }
 
 

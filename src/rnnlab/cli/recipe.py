@@ -1,0 +1,139 @@
+"""``rnnlab recipe list`` and ``rnnlab recipe NAME``: reproduce a seed experiment.
+
+Each recipe is a subcommand built from its ``Settings``: ``--out``, ``--fast``,
+``--seed``, ``--data-dir`` (for recipes that read data) and ``--set KEY=VALUE`` for
+any other setting, typed by the setting's field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rnnlab.errors import RnnlabError, check
+from rnnlab.recipes import describe, recipe_module, recipe_names, run_recipe
+
+
+def _settings_types(name: str) -> dict[str, Any]:
+    settings = recipe_module(name).Settings
+    hints = typing.get_type_hints(settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(settings)}
+
+
+def _parse(text: str, kind: Any, key: str) -> Any:
+    """``text`` as a value of the field type ``kind`` (int, float, bool, str, or optional)."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if text.strip().lower() in ("none", "null", ""):
+            return None
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if kind is bool:
+        lowered = text.strip().lower()
+        check(lowered in ("1", "0", "true", "false", "yes", "no", "on", "off"),
+              f"--set {key}={text}: expected true or false")
+        return lowered in ("1", "true", "yes", "on")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise RnnlabError(f"--set {key}={text}: expected "
+                              f"{'a whole number' if kind is int else 'a number'}") from None
+    return text
+
+
+def parse_settings(name: str, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as typed overrides of recipe ``name``'s settings."""
+    kinds = _settings_types(name)
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        check(bool(sep) and bool(key), f"--set expects KEY=VALUE, got {pair!r}")
+        check(key in kinds, f"recipe {name!r} has no setting {key!r}; its settings: "
+              + ", ".join(kinds))
+        overrides[key] = _parse(value, kinds[key], key)
+    return overrides
+
+
+def _recipe_command(name: str) -> click.Command:
+    info = describe(name)
+    has_data = "data_dir" in info["settings"]
+
+    def callback(out: Path | None, fast: bool, seed: int | None, data_dir: Path | None = None,
+                 settings: tuple[str, ...] = ()) -> None:
+        overrides = parse_settings(name, settings)
+        if seed is not None:
+            overrides["seed"] = seed
+        if data_dir is not None:
+            overrides["data_dir"] = str(data_dir)
+        folder = out or Path("runs") / "recipes" / (f"{name}-fast" if fast else name)
+        click.echo(f"recipe {name}{' (fast)' if fast else ''} -> {folder}", err=True)
+        result = run_recipe(name, folder, fast=fast, **overrides)
+        better = "beats" if result.beats_baseline else "does not beat"
+        click.echo(f"{name}, {result.model}: test {result.metric} {result.score:.4f}, {better} "
+                   f"the memoryless baseline {result.baseline:.4f} (chance {result.chance:.4f}); "
+                   f"{result.seconds:.1f} s")
+        click.echo(f"wrote {', '.join(result.files)} in {folder}")
+
+    params: list[click.Parameter] = [
+        click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path),
+                     help="Folder for the results [runs/recipes/NAME]."),
+        click.Option(["--fast"], is_flag=True,
+                     help="A seconds-long check run with smaller settings, not the seed's."),
+        click.Option(["--seed"], type=int, help="Random seed [the recipe's]."),
+        click.Option(["--set", "settings"], multiple=True, metavar="KEY=VALUE",
+                     help="Any other setting, e.g. iterations=200 (repeatable; see "
+                          "`rnnlab recipe list --verbose`)."),
+    ]
+    if has_data:
+        params.insert(2, click.Option(
+            ["--data-dir"], type=click.Path(file_okay=False, path_type=Path),
+            help="Folder with the data files [$RNNLAB_DATA_DIR or ~/.cache/rnnlab/...]."))
+    return click.Command(name, callback=callback, params=params,
+                         help=f"{info['summary']}\n\nThe seed reports: {info['seed_report']}.",
+                         short_help=info["summary"])
+
+
+@click.command("list")
+@click.option("--verbose", "-v", is_flag=True, help="Show every recipe's default settings.")
+def list_recipes(verbose: bool) -> None:
+    """List the recipes, what each reproduces and what the seed reports."""
+    for name in recipe_names():
+        info = describe(name)
+        click.echo(f"{name:14s} {info['summary']}")
+        click.echo(f"{'':14s} seed reports: {info['seed_report']}")
+        if verbose:
+            settings = ", ".join(f"{k}={v}" for k, v in info["settings"].items())
+            click.echo(f"{'':14s} settings: {settings}")
+
+
+class _RecipeGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return ["list", *recipe_names()]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "list":
+            return list_recipes
+        if name in recipe_names():
+            return _recipe_command(name)
+        return None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] not in self.list_commands(ctx) and not args[0].startswith("-"):
+            raise RnnlabError(f"unknown recipe {args[0]!r}; known recipes: "
+                              f"{', '.join(recipe_names())} (or `rnnlab recipe list`)")
+        return super().resolve_command(ctx, args)
+
+
+@click.group("recipe", cls=_RecipeGroup)
+def recipe() -> None:
+    """Reproduce a seed experiment: `rnnlab recipe list`, `rnnlab recipe NAME --out DIR`.
+
+    Each recipe runs with the seed's hyper-parameters and writes its metrics CSV,
+    plots, summary.json and a README.md saying what ran, what came out and what it
+    means. --fast runs a seconds-long smaller version.
+    """
