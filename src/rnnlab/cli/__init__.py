@@ -46,7 +46,8 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and map user errors to exit code 2."""
     try:
-        cli.main(args=argv, prog_name="rnnlab", standalone_mode=False)
+        # Outside standalone mode click returns a command's exit code instead of exiting.
+        code = cli.main(args=argv, prog_name="rnnlab", standalone_mode=False)
     except RnnlabError as err:
         click.echo(f"rnnlab: error: {err}", err=True)
         return 2
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as err:
         return err.exit_code
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
