@@ -90,6 +90,39 @@ def test_train_is_generic_over_tasks(tmp_path, capsys):
     assert code == 0 and summary["metric"] == "mse"
     assert {"best_dev_mse", "test_mse"} <= set(summary)
     assert summary["task_params"]["length"] == 6 and summary["examples"]["train"] == 32
+    assert summary["model_config"]["head"] == "regress-last"
+
+
+def test_data_dir_goes_to_the_tasks_data_dir(tmp_path, capsys, mnist_dir):
+    code, out, err = run(capsys, "train", "mnist-rows", "--data-dir", str(mnist_dir),
+                         "--task-param", "n_train=64", "--task-param", "n_test=32",
+                         "--task-param", "dev_size=32", "--hidden", "4", "--max-steps", "2",
+                         "--json", "--out", str(tmp_path / "m"))
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["task_params"]["data_dir"] == str(mnist_dir)
+    assert summary["examples"] == {"train": 64, "dev": 32, "test": 32}
+    # the folder really is the one read: an empty one is a clear one-line error
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "train", "mnist-rows", "--data-dir", str(tmp_path / "empty"),
+                       "--task-param", "n_train=8", "--max-steps", "1", "--quiet",
+                       "--out", str(tmp_path / "e"))
+    assert code == 2 and "not found in" in err and str(tmp_path / "empty") in err
+    assert _one_line_error(err)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "copy", "--data-dir", "somewhere"],
+     "--data-dir: task 'copy' reads no data directory"),
+    (["train", "adding", "--data-dir", "somewhere"],
+     "--data-dir is for digitsum, mnist-rows, permuted-pixel-mnist, pixel-mnist"),
+    (["train", "mnist-rows", "--data-dir", "a", "--task-param", "data_dir=b"],
+     "--data-dir or --task-param data_dir=..., not both"),
+])
+def test_data_dir_errors_are_one_line_and_exit_2(tmp_path, capsys, args, message):
+    code, _, err = run(capsys, *args, "--out", str(tmp_path / "o"))
+    assert code == 2 and message in err and _one_line_error(err)
+    assert not (tmp_path / "o").exists()
 
 
 def test_resume_continues_a_run(tmp_path, capsys):

@@ -8,6 +8,7 @@ from torch import nn
 
 from rnnlab.errors import RnnlabError
 from rnnlab.models import (
+    LastStateRegressor,
     ModelConfig,
     SequenceClassifier,
     SequenceRegressor,
@@ -24,6 +25,8 @@ FEATURES = {"input": "features", "input_size": 3}
     ("tag", SequenceTagger, {"vocab_size": 2, "num_outputs": 4}, (4, 6, 4)),
     ("regress", SequenceRegressor, {**FEATURES, "num_outputs": 2}, (4, 6, 2)),
     ("classify", SequenceClassifier, {**FEATURES, "num_outputs": 10}, (4, 10)),
+    ("regress-last", LastStateRegressor, {**FEATURES, "num_outputs": 3}, (4, 3)),
+    ("regress-last", LastStateRegressor, {"vocab_size": 5, "num_outputs": 1}, (4, 1)),
 ])
 @pytest.mark.parametrize("cell", ["srn", "residual-srn", "lstm", "gru"])
 def test_heads_shapes_and_gradients_reach_every_parameter(cell, head, cls, extra, shape):
@@ -105,8 +108,48 @@ def test_features_regressor_like_seed_001():
     assert model(torch.randn(1, 50, 1)).shape == (1, 50, 1)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_regress_last_reads_each_sequences_last_valid_state(bidirectional):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(cell="lstm", hidden_size=4, bidirectional=bidirectional,
+                                    head="regress-last", num_outputs=2, **FEATURES))
+    x = torch.randn(3, 7, 3)
+    lengths = [7, 2, 5]
+    batch = model(x, lengths=lengths)
+    assert batch.shape == (3, 2) and batch.is_floating_point()
+    for n, length in enumerate(lengths):
+        torch.testing.assert_close(batch[n:n + 1], model(x[n:n + 1, :length]),
+                                   atol=1e-6, rtol=0)
+    outputs, _ = model.recurrent(x, lengths=lengths)
+    last = torch.stack([outputs[n, length - 1] for n, length in enumerate(lengths)])
+    features = (torch.cat([last[:, :4], outputs[:, 0, 4:]], dim=-1) if bidirectional
+                else last)
+    torch.testing.assert_close(batch, model.head(features), atol=1e-6, rtol=0)
+
+
+def test_regress_last_trains_by_squared_error_on_every_output():
+    from rnnlab.train import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_size=4, head="regress-last", num_outputs=3,
+                                    **FEATURES))
+    x, targets = torch.randn(5, 6, 3), torch.randn(5, 3)
+    # lengths shorter than num_outputs must not mask any of the 3 outputs
+    lengths = torch.tensor([1, 2, 6, 3, 1])
+    with torch.no_grad():
+        expected = (model(x, lengths=lengths) - targets).square().mean().item()
+    from rnnlab.tasks.base import SplitData
+
+    scores = Trainer(TrainConfig(progress="off")).evaluate(model, SplitData(x, targets, lengths))
+    assert scores["mse"] == pytest.approx(expected, rel=1e-5)
+    assert scores["loss"] == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"cell": "rnn", **TOKENS}, "unknown cell 'rnn'; known cells"),
+    ({"head": "regress_last", **TOKENS},
+     "unknown head 'regress_last'; known heads: .*regress-last"),
+    ({"head": "regress-last", "vocab_size": 10}, "num_outputs"),
     ({"num_outputs": 19}, "vocab_size"),
     ({"input": "features", "num_outputs": 2}, "input_size"),
     ({"vocab_size": 10}, "num_outputs"),

@@ -36,3 +36,23 @@ def test_memoryless_baseline_is_about_one_sixth():
 def test_impossible_parameters(params, word):
     with pytest.raises(RnnlabError, match=word):
         get_task("adding", **params)
+
+
+def test_model_is_a_last_state_regressor_trained_by_mse():
+    from rnnlab.models import LastStateRegressor, build_model
+    from rnnlab.train import TrainConfig, Trainer
+
+    task = get_task("adding", length=8, n_train=64, n_dev=32, n_test=32)
+    config = task.model_config(hidden_size=8)
+    assert config.head == "regress-last" and config.num_outputs == 1
+    torch.manual_seed(0)
+    model = build_model(config)
+    assert type(model) is LastStateRegressor
+    splits = task.splits(0)
+    assert model(splits["test"].inputs).shape == splits["test"].targets.shape == (32, 1)
+    result = Trainer(TrainConfig(epochs=2, batch_size=16, progress="off")).fit(
+        model, splits["train"], splits["dev"], splits["test"])
+    assert result.metric == "mse"
+    with torch.no_grad():
+        mse = (model(splits["test"].inputs) - splits["test"].targets).square().mean().item()
+    assert result.test["mse"] == pytest.approx(mse, rel=1e-5)

@@ -1,4 +1,4 @@
-"""Models for the three shapes of task, built from one frozen :class:`ModelConfig`.
+"""Models for the four shapes of task, built from one frozen :class:`ModelConfig`.
 
 Each model is input -> :class:`~rnnlab.layers.Recurrent` -> linear head:
 
@@ -8,7 +8,11 @@ Each model is input -> :class:`~rnnlab.layers.Recurrent` -> linear head:
   the seed 001/002 models feed ``nn.RNN``).
 - head ``"classify"``: logits ``(N, C)`` from each sequence's last valid state (for a
   bidirectional layer, the forward state at the last step joined with the backward
-  state at the first); ``"tag"`` and ``"regress"``: ``(N, L, C)`` from every step.
+  state at the first); ``"regress-last"``: real values ``(N, num_outputs)`` from that
+  same state, for one float target vector ``(N, num_outputs)`` per sequence (the
+  adding problem); ``"tag"`` and ``"regress"``: ``(N, L, C)`` from every step.
+  The head is a plain ``nn.Linear`` in every case; what the trainer does with its
+  output follows the targets (integer: cross-entropy; float: squared error).
 
 Modules are created in the order embedding, recurrent layer, head, so a seeded
 ``init="zeros"`` model draws exactly what the seed 004 model draws.
@@ -27,7 +31,7 @@ from rnnlab.errors import RnnlabError, check
 from rnnlab.layers import BACKENDS, Recurrent
 
 INPUTS = ("tokens", "features")
-HEADS = ("classify", "tag", "regress")
+HEADS = ("classify", "tag", "regress", "regress-last")
 NONLINEARITIES = ("tanh", "relu")
 
 
@@ -143,6 +147,13 @@ class SequenceModel(nn.Module):
     def readout(self, outputs: Tensor, final_state: State) -> Tensor:
         raise NotImplementedError
 
+    def last_state(self, final_state: State) -> Tensor:
+        """``(N, D*H)``: each sequence's last valid state of the last layer (forward state
+        at the last valid step, joined with the backward state at step 0)."""
+        h_n = final_state[0] if isinstance(final_state, tuple) else final_state
+        # The last layer's directions are the last D rows: forward, then backward.
+        return torch.cat(list(h_n[-self.recurrent.num_directions:]), dim=-1)
+
     def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None,
                 return_state: bool = False) -> Tensor | tuple[Tensor, State]:
         outputs, final_state = self.recurrent(self.embed(x), state=state, lengths=lengths)
@@ -154,10 +165,7 @@ class SequenceClassifier(SequenceModel):
     """Logits ``(N, C)`` from each sequence's last valid state (the seed 004 model)."""
 
     def readout(self, outputs: Tensor, final_state: State) -> Tensor:
-        h_n = final_state[0] if isinstance(final_state, tuple) else final_state
-        # The last layer's directions are the last D rows: forward, then backward.
-        last = h_n[-self.recurrent.num_directions:]
-        return self.head(torch.cat(list(last), dim=-1))
+        return self.head(self.last_state(final_state))
 
 
 class SequenceTagger(SequenceModel):
@@ -174,10 +182,19 @@ class SequenceRegressor(SequenceModel):
         return self.head(outputs)
 
 
+class LastStateRegressor(SequenceModel):
+    """Values ``(N, num_outputs)`` from each sequence's last valid state: one real
+    vector per sequence (head ``"regress-last"``)."""
+
+    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+        return self.head(self.last_state(final_state))
+
+
 MODELS: dict[str, type[SequenceModel]] = {
     "classify": SequenceClassifier,
     "tag": SequenceTagger,
     "regress": SequenceRegressor,
+    "regress-last": LastStateRegressor,
 }
 
 
@@ -188,5 +205,5 @@ def build_model(config: ModelConfig) -> SequenceModel:
     return MODELS[config.head](config)
 
 
-__all__ = ["MODELS", "ModelConfig", "SequenceClassifier", "SequenceModel",
+__all__ = ["MODELS", "LastStateRegressor", "ModelConfig", "SequenceClassifier", "SequenceModel",
            "SequenceRegressor", "SequenceTagger", "build_model"]

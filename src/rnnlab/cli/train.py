@@ -1,7 +1,9 @@
 """``rnnlab train | evaluate | predict | cells | tasks``: one model, from the command line.
 
 ``train`` is generic over the registered tasks: ``--length`` sets the task's ``length``
-field, ``--task-param KEY=VALUE`` any other field. A ``--protocol`` supplies every
+field, ``--data-dir`` its ``data_dir`` field (tasks that read files: the MNIST ones,
+and DigitSum from the seed's ``train/dev/test.txt``),
+``--task-param KEY=VALUE`` any other field. A ``--protocol`` supplies every
 hyper-parameter at once; options given explicitly beside it win (click's parameter
 source tells which ones the user typed). The run folder gets ``metrics.csv``,
 ``last.pt``, ``best.pt`` and ``summary.json``, each written atomically.
@@ -79,15 +81,39 @@ def parse_value(text: str, kind: Any, key: str) -> Any:
     return text
 
 
+def _tasks_with_data_dir() -> list[str]:
+    from rnnlab.tasks import task_class, task_names
+
+    names = []
+    for name in task_names():
+        try:
+            if "data_dir" in task_fields(task_class(name)):
+                names.append(name)
+        except ImportError:  # a broken optional task must not hide the others
+            continue
+    return names
+
+
 def task_params_from_options(task_cls: type, length: int | None,
-                             pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``--length`` and ``--task-param KEY=VALUE`` as typed task parameters."""
+                             pairs: tuple[str, ...],
+                             data_dir: Path | None = None) -> dict[str, Any]:
+    """``--length``, ``--data-dir`` and ``--task-param KEY=VALUE`` as typed task parameters."""
     fields = task_fields(task_cls)
     params: dict[str, Any] = {}
     if length is not None:
         check("length" in fields, f"task {task_cls.name!r} has no length; its parameters: "
               + (", ".join(fields) or "none"))
         params["length"] = length
+    if data_dir is not None:
+        if "data_dir" not in fields:
+            readers = _tasks_with_data_dir()
+            raise RnnlabError(
+                f"--data-dir: task {task_cls.name!r} reads no data directory (it generates its "
+                "data); --data-dir is for " + (", ".join(readers) or "tasks that read files"))
+        check(not any(p.partition("=")[0].strip().replace("-", "_") == "data_dir"
+                      for p in pairs),
+              "give the data directory once: --data-dir or --task-param data_dir=..., not both")
+        params["data_dir"] = str(data_dir)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
@@ -105,6 +131,9 @@ def task_params_from_options(task_cls: type, length: int | None,
               help="Sequence length (the task's `length` parameter).")
 @click.option("--task-param", "task_param", multiple=True, metavar="KEY=VALUE",
               help="Any other task parameter, e.g. k_test=20 (repeatable).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the task's data files (its data_dir): MNIST's IDX files "
+                   "[$RNNLAB_DATA_DIR, else ~/.cache/rnnlab/mnist], DigitSum's *.txt.")
 @click.option("--protocol", default="default", show_default=True,
               type=click.Choice(protocol_names()),
               help="Named hyper-parameters; 'nndl' is seed 004. Options given here win.")
@@ -134,8 +163,8 @@ def task_params_from_options(task_cls: type, length: int | None,
 @click.option("--quiet", is_flag=True, help="No progress bar and no report.")
 @click.pass_context
 def train(ctx: click.Context, task_name: str, length: int | None, task_param: tuple[str, ...],
-          protocol: str, seed: int, data_seed: int | None, threads: int, out: Path | None,
-          resume: bool, as_json: bool, quiet: bool, **options: Any) -> None:
+          data_dir: Path | None, protocol: str, seed: int, data_seed: int | None, threads: int,
+          out: Path | None, resume: bool, as_json: bool, quiet: bool, **options: Any) -> None:
     """Train one model on TASK; write metrics.csv, best.pt, last.pt and summary.json.
 
     Options left out take the --protocol's values: 'default' is a careful single run
@@ -158,7 +187,7 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
                    if _given(ctx, opt)}
     given_train = {field: options[opt] for opt, field in _TRAIN_OPTIONS.items()
                    if _given(ctx, opt)}
-    given_task = task_params_from_options(task_cls, length, task_param)
+    given_task = task_params_from_options(task_cls, length, task_param, data_dir)
     data_seed = seed if data_seed is None else data_seed
 
     task_params = {**chosen.task_overrides(task_cls), **given_task}
@@ -379,7 +408,7 @@ def predict(run_dir: Path, sequences: tuple[str, ...], file: Path | None, which:
         inputs[i, : len(r)] = torch.as_tensor(r)
     same = len(set(lengths)) == 1
     outputs = trainer.predict(model, inputs, None if same else torch.as_tensor(lengths))
-    if task.head == "regress":
+    if task.head in ("regress", "regress-last"):
         predictions = outputs.tolist()
     else:
         predictions = outputs.argmax(-1).tolist()

@@ -25,16 +25,17 @@ class Adding(Task):
     """Sequence-level regression of the sum of two marked values.
 
     Inputs ``(N, L, 2)`` float32 (value, marker); targets ``(N, 1)`` float32 in
-    [0, 2]; metric: MSE. The model's output is read from its last state, like a
-    classifier with one real output. Predicting 1.0 always scores 1/6 = 0.167
-    (chance); the memoryless baseline, a linear fit on the last step's value and
-    marker, is no better: 0.167 on 20,000 test sequences of length 100 (0.160 on
-    the default 1,000 of seed 0), since the last step is rarely marked.
+    [0, 2]; metric: MSE. The model's output is read from its last state (head
+    ``"regress-last"``: a linear map of the last valid state to one real value).
+    Predicting 1.0 always scores 1/6 = 0.167 (chance); the memoryless baseline, a
+    linear fit on the last step's value and marker, is no better: 0.167 on 20,000
+    test sequences of length 100 (0.160 on the default 1,000 of seed 0), since the
+    last step is rarely marked.
     """
 
     name: ClassVar[str] = "adding"
     description: ClassVar[str] = "sum the two marked values of a long noisy sequence"
-    head: ClassVar[str] = "classify"  # one output read from the last state
+    head: ClassVar[str] = "regress-last"  # one real output read from the last state
     input: ClassVar[str] = "features"
     metric: ClassVar[str] = "mse"
 

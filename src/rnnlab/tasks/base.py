@@ -14,8 +14,9 @@ class SplitData:
     """One split of a task, everything as tensors.
 
     ``inputs`` is ``(N, L)`` int64 tokens or ``(N, L, F)`` float32 features;
-    ``targets`` is ``(N,)`` int64 (classify), ``(N, L)`` int64 (tag) or
-    ``(N, L, F)`` float32 (regress); ``lengths`` is ``(N,)`` int64 or ``None``
+    ``targets`` is ``(N,)`` int64 (classify), ``(N, L)`` int64 (tag; -100 marks a
+    step that is not scored), ``(N, L, F)`` float32 (regress) or ``(N, F)`` float32
+    (regress-last); ``lengths`` is ``(N,)`` int64 or ``None``
     when every sequence is full length.
     """
 
@@ -38,7 +39,7 @@ class Task:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    head: ClassVar[str] = "classify"  # "classify" | "tag" | "regress"
+    head: ClassVar[str] = "classify"  # "classify" | "tag" | "regress" | "regress-last"
     input: ClassVar[str] = "tokens"  # "tokens" | "features"
     metric: ClassVar[str] = "accuracy"  # "accuracy" | "mse"
     seed_doc: ClassVar[str] = ""  # which seed document the task comes from

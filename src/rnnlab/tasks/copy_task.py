@@ -2,15 +2,25 @@
 
 Tokens: 0 is blank, 1..K are symbols, K+1 is the delimiter. The input shows
 ``n_symbols`` random symbols, then ``length - 1`` blanks, the delimiter, and
-``n_symbols`` more blanks; the target is blank everywhere except the last
-``n_symbols`` steps, where it repeats the symbols in order::
+``n_symbols`` more blanks; the target is the symbols, in order, on the last
+``n_symbols`` steps (the recall steps) and :data:`IGNORE` (-100) everywhere else::
 
     input : s1 .. sS  0 .. 0  D  0 .. 0
-    target: 0  .. 0   0 .. 0  0  s1 .. sS
+    target: -  .. -   - .. -  -  s1 .. sS        (- is -100: not scored)
 
-so each symbol must be held for ``length + n_symbols`` steps. The usual
-reference point is the memoryless strategy "blank, then guess uniformly": its
-cross-entropy is ``S ln K / (T + 2S)`` (:attr:`Copy.guess_cross_entropy`).
+so each symbol must be held for ``length + n_symbols`` steps.
+
+Loss and metric cover the recall steps only. The trainer skips targets equal to
+-100 in both the cross-entropy and the accuracy, so the accuracy is the fraction of
+symbols recalled (chance ``1/K``) and the loss is the mean cross-entropy per recalled
+symbol (a memoryless "uniform guess" scores ``ln K``,
+:attr:`Copy.guess_cross_entropy`). This differs from the form of Arjovsky et al.
+(2016), whose loss also covers the blank steps, where the answer "blank" is
+trivial: there, per-step accuracy is about 0.92 for a model with no memory at all,
+and the loss of "blank, then guess uniformly" is ``S ln K / (T + 2S)``
+(:attr:`Copy.all_steps_guess_cross_entropy`), so both numbers mostly measure the
+blanks. Scoring only the recall steps also means the model is never told to output
+blank; its outputs on the other steps are unconstrained and meaningless.
 """
 
 from __future__ import annotations
@@ -25,18 +35,21 @@ from rnnlab.errors import check
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import lookup_accuracy
 
+IGNORE = -100  # target of the steps that are not scored (torch's cross_entropy ignore_index)
+
 
 @dataclass
 class Copy(Task):
     """Per-step tagging: reproduce ``n_symbols`` symbols after a delay of ``length`` steps.
 
     Inputs ``(N, T + 2S)`` int64 tokens in ``[0, K + 1]``; targets
-    ``(N, T + 2S)`` int64 in ``[0, K]``; metric: per-step accuracy over all
-    steps. The memoryless baseline (a lookup from the current token to the most
-    frequent target) answers blank everywhere and scores ``(T + S) / (T + 2S)``
-    = 0.917 on the default parameters; the symbols themselves it gets right
-    with probability 0 (a uniform guess would get ``1/K``). The memoryless
-    cross-entropy is :attr:`guess_cross_entropy` = 0.173 on the defaults.
+    ``(N, T + 2S)`` int64, the symbols ``1..K`` on the last ``S`` steps and -100
+    (ignored) elsewhere; metric: accuracy on the recall steps (loss likewise, see
+    the module docstring). Chance is ``1/K`` = 0.125 on the defaults. The
+    memoryless baseline, a lookup from the current token to the most frequent
+    target fitted and scored on the recall steps, sees a blank at every recall step,
+    so it can only name one symbol and scores about ``1/K`` too; its cross-entropy
+    is at best :attr:`guess_cross_entropy` = ``ln K`` = 2.079 nats.
     """
 
     name: ClassVar[str] = "copy"
@@ -77,30 +90,41 @@ class Copy(Task):
 
     @property
     def num_outputs(self) -> int:
-        return self.alphabet + 1
+        return self.alphabet + 1  # class 0 (blank) is never a target, but kept for the layout
+
+    @property
+    def recall_steps(self) -> slice:
+        """The steps that are scored: the last ``n_symbols``."""
+        return slice(self.total_length - self.n_symbols, None)
 
     @property
     def chance(self) -> float:
-        """Accuracy of answering blank at every step."""
-        return (self.length + self.n_symbols) / self.total_length
+        """Recall accuracy of guessing one of the K symbols uniformly at each recall step."""
+        return 1.0 / self.alphabet
 
     @property
     def guess_cross_entropy(self) -> float:
-        """Mean per-step cross-entropy (nats) of "blank, then a uniform guess"."""
+        """Cross-entropy (nats) per recall step of a uniform guess: ``ln K`` (the loss here)."""
+        return math.log(self.alphabet)
+
+    @property
+    def all_steps_guess_cross_entropy(self) -> float:
+        """Mean cross-entropy over all steps of "blank, then a uniform guess", the
+        memoryless reference of the all-steps loss of Arjovsky et al. (2016)."""
         return self.n_symbols * math.log(self.alphabet) / self.total_length
 
     def generate(self, n: int, generator: torch.Generator) -> SplitData:
         symbols = torch.randint(1, self.alphabet + 1, (n, self.n_symbols), generator=generator)
         inputs = torch.zeros(n, self.total_length, dtype=torch.int64)
-        targets = torch.zeros(n, self.total_length, dtype=torch.int64)
+        targets = torch.full((n, self.total_length), IGNORE, dtype=torch.int64)
         inputs[:, :self.n_symbols] = symbols
         inputs[:, self.n_symbols + self.length - 1] = self.delimiter
-        targets[:, -self.n_symbols:] = symbols
+        targets[:, self.recall_steps] = symbols
         return SplitData(inputs, targets)
 
     def recall_accuracy(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
-        """Accuracy on the ``n_symbols`` recall steps only, where memory is needed."""
-        recall = slice(-self.n_symbols, None)
+        """Accuracy on the ``n_symbols`` recall steps only (what the trainer reports)."""
+        recall = self.recall_steps
         return float((logits[:, recall].argmax(-1) == targets[:, recall]).float().mean())
 
     def splits(self, seed: int = 0) -> dict[str, SplitData]:
@@ -109,5 +133,9 @@ class Copy(Task):
                 for k, (name, n) in enumerate(sizes.items())}
 
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
+        """Recall accuracy of the lookup "current token -> most frequent target",
+        fitted on the train split's recall steps and scored on the test split's."""
         train, test = splits["train"], splits["test"]
-        return lookup_accuracy(train.inputs, train.targets, test.inputs, test.targets)
+        recall = self.recall_steps
+        return lookup_accuracy(train.inputs[:, recall], train.targets[:, recall],
+                               test.inputs[:, recall], test.targets[:, recall])

@@ -19,7 +19,10 @@ Determinism contract (binding: the lock-step engine reproduces it exactly)
    weight_decay)``, over ``model.parameters()`` in their registration order.
 4. Loss: integer targets ``(N,)`` -> ``cross_entropy(logits (N, C), targets)``; integer
    targets ``(N, L)`` -> cross-entropy over every valid step (steps ``t < lengths[n]``;
-   all steps without lengths); float targets -> squared error over every valid element.
+   all steps without lengths; targets equal to -100 are skipped, in the accuracy too);
+   float targets -> squared error over every valid element (an output ``(N, L, F)`` is
+   per step, masked by ``lengths``; an output ``(N, F)``, as from the ``regress-last``
+   head, is one vector per sequence and every element counts).
    ``reduction="mean"`` averages over those terms, ``"sum"`` adds them.
 5. Evaluation (no gradient, ``model.eval()``) on dev after every ``eval_every`` steps
    (``None``: after every epoch's last batch) counting from 1, and once more at the end
@@ -520,7 +523,7 @@ def compute_loss(output: Tensor, targets: Tensor, lengths: Tensor | None, kind: 
     targets = targets.to(output.dtype)
     if targets.shape != output.shape and targets.numel() == output.numel():
         targets = targets.reshape(output.shape)
-    if output.dim() >= 2 and lengths is not None:
+    if output.dim() >= 3 and lengths is not None:  # (N, L, F): per step; (N, F): per sequence
         valid = _valid_steps(lengths, output.shape[1], output.shape[0])
         output, targets = output[valid], targets[valid]
     return F.mse_loss(output, targets, reduction=reduction), int(targets.numel())
@@ -538,7 +541,7 @@ def metric_sum_count(output: Tensor, targets: Tensor, lengths: Tensor | None,
     targets = targets.to(output.dtype)
     if targets.shape != output.shape and targets.numel() == output.numel():
         targets = targets.reshape(output.shape)
-    if output.dim() >= 2 and lengths is not None:
+    if output.dim() >= 3 and lengths is not None:  # (N, L, F): per step; (N, F): per sequence
         valid = _valid_steps(lengths, output.shape[1], output.shape[0])
         output, targets = output[valid], targets[valid]
     return float(((output - targets) ** 2).sum()), int(targets.numel())
