@@ -203,6 +203,19 @@ def test_orthogonal_init(name):
     assert torch.count_nonzero(cell.bias_ih) == torch.count_nonzero(cell.bias_hh) == 0
 
 
+def test_keras_init_sets_only_the_lstm_forget_bias():
+    torch.manual_seed(0)
+    lstm = make_cell("lstm", 3, 4, init="keras")
+    bias = (lstm.bias_ih + lstm.bias_hh).detach()
+    assert torch.equal(bias[4:8], torch.ones(4))  # gate order i, f, g, o
+    assert torch.equal(bias[:4], torch.zeros(4)) and torch.equal(bias[8:], torch.zeros(8))
+    torch.manual_seed(0)
+    ortho = make_cell("lstm", 3, 4, init="orthogonal")
+    assert torch.equal(lstm.weight_hh, ortho.weight_hh)
+    gru = make_cell("gru", 3, 4, init="keras")
+    assert torch.equal(gru.bias_ih, torch.zeros(12))
+
+
 def test_normal_init_std_and_xavier_bounds():
     torch.manual_seed(0)
     cell = LSTM(64, 64, init="normal", init_std=0.001)
@@ -220,7 +233,7 @@ def test_unknown_names_raise():
     with pytest.raises(RnnlabError, match="unknown cell 'x'; known cells: "
                                           "gru, lstm, residual-srn, srn"):
         make_cell("x", 2, 2)
-    with pytest.raises(RnnlabError, match="known initialisers: normal, orthogonal, "
+    with pytest.raises(RnnlabError, match="known initialisers: keras, normal, orthogonal, "
                                           "torch, xavier, zeros"):
         SRN(2, 2, init="he")
     with pytest.raises(RnnlabError, match="init_std"):

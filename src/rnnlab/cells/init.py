@@ -65,6 +65,21 @@ def init_orthogonal(cell: RecurrentCell, std: float) -> None:
         nn.init.zeros_(b)
 
 
+def init_keras(cell: RecurrentCell, std: float) -> None:
+    """Keras' recurrent defaults: :func:`init_orthogonal`, plus an LSTM forget-gate bias of 1.
+
+    A forget bias of 1 (Gers et al. 2000; Jozefowicz et al. 2015) starts the LSTM
+    remembering rather than forgetting, which is what lets it learn long lags at all in
+    a short training budget. Only ``bias_ih``'s forget block is set, so the effective
+    bias ``b_ih + b_hh`` is exactly 1. Other cells get plain :func:`init_orthogonal`.
+    """
+    init_orthogonal(cell, std)
+    if cell.name == "lstm" and cell.bias_ih is not None:
+        h = cell.hidden_size
+        with torch.no_grad():
+            cell.bias_ih[h:2 * h].fill_(1.0)
+
+
 def init_xavier(cell: RecurrentCell, std: float) -> None:
     """Xavier-uniform input and recurrent weights (per gate block), zero biases."""
     with torch.no_grad():
@@ -79,6 +94,7 @@ INITS: dict[str, Callable[[RecurrentCell, float], None]] = {
     "zeros": init_zeros,
     "torch": init_torch,
     "orthogonal": init_orthogonal,
+    "keras": init_keras,
     "normal": init_normal,
     "xavier": init_xavier,
 }
