@@ -116,11 +116,11 @@ class MetricsLogger(Callback):
         write_csv(self.path, self.columns, self.rows)
 
     def on_evaluate(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        self.rows.append({key: _csv_value(record.get(key)) for key in self.columns})
+        self.rows.append({key: csv_value(record.get(key)) for key in self.columns})
         write_csv(self.path, self.columns, self.rows)
 
 
-def _csv_value(value: Any) -> Any:
+def csv_value(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, float):

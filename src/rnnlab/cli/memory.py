@@ -1,0 +1,83 @@
+"""``rnnlab memory``: the memory-capacity experiment from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rnnlab.errors import RnnlabError
+from rnnlab.experiments.memory import (
+    DEFAULT_CELLS,
+    DEFAULT_LENGTHS,
+    DEFAULT_SEEDS,
+    DEFAULT_THRESHOLD,
+    MemoryConfig,
+    run_memory,
+)
+from rnnlab.experiments.runners import ENGINES
+from rnnlab.protocols import protocol_names
+
+
+def _names(text: str, option: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise RnnlabError(f"{option} needs a comma-separated list, got {text!r}")
+    return names
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    values = []
+    for part in _names(text, option):
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise RnnlabError(
+                f"{option} must be comma-separated whole numbers such as 5,10,20; "
+                f"got {part!r}") from None
+    return tuple(values)
+
+
+@click.command("memory")
+@click.option("--cells", default=",".join(DEFAULT_CELLS), show_default=True,
+              help="Comma-separated cell names.")
+@click.option("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), show_default=True,
+              help="Comma-separated sequence lengths (each >= 3).")
+@click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, type=int,
+              help="Seeds per cell and length (seeds 0 .. N-1).")
+@click.option("--threshold", default=DEFAULT_THRESHOLD, show_default=True, type=float,
+              help="Mean test accuracy a length must reach to count as remembered.")
+@click.option("--protocol", default="default", show_default=True,
+              type=click.Choice(protocol_names()),
+              help="Named set of training settings; 'nndl' is seed 004 exactly.")
+@click.option("--engine", default=MemoryConfig.engine, show_default=True,
+              type=click.Choice(sorted(ENGINES)),
+              help="How runs are trained; results agree to float tolerance.")
+@click.option("--out", default="runs/memory", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for results.csv, summary.json, the figures and report.html.")
+@click.option("--hidden", "hidden_size", type=int, help="Hidden units (protocol default).")
+@click.option("--embedding", "embedding_dim", type=int, help="Embedding size.")
+@click.option("--epochs", type=int, help="Passes over the training split.")
+@click.option("--batch-size", type=int, help="Examples per optimiser step.")
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
+@click.option("--clip", type=float,
+              help="Clip the global gradient norm to this value (0: no clipping).")
+@click.option("--eval-every", type=int, help="Evaluate on dev every N steps.")
+@click.option("--init", help="Cell initialiser (zeros, torch, orthogonal, normal, xavier).")
+@click.option("--shuffle/--no-shuffle", default=None, help="Shuffle training batches.")
+@click.option("--k-train", type=int, help="DigitSum copies per digit pair in train (100*k).")
+@click.option("--k-dev", type=int, help="Copies per digit pair in dev.")
+@click.option("--k-test", type=int, help="Copies per digit pair in test.")
+def memory(cells: str, lengths: str, out: Path, **options) -> None:
+    """Train cells x lengths x seeds on DigitSum and report each cell's memory horizon.
+
+    Rerunning with the same --out trains only the runs not finished yet.
+    """
+    config = MemoryConfig(cells=_names(cells, "--cells"), lengths=_ints(lengths, "--lengths"),
+                          **options).validate()
+    outcome = run_memory(config, out)
+    for info in outcome.summary["cells"].values():
+        click.echo(info["horizon_text"])
+    click.echo(f"Report: {outcome.report}")

@@ -1,0 +1,123 @@
+"""How a group of members takes optimiser steps: the C kernel or batched PyTorch.
+
+A backend offers ``group(members) -> [Group]``, ``train(group, start, stop)`` (run
+steps ``start..stop-1`` of every member; return each step's loss and, per member,
+the first step whose loss was non-finite or -1) and ``logits(group, i, tokens,
+params=None)`` (member ``i``'s logits, with its current or the given parameters).
+Members' parameters and optimiser states are flat float32 vectors in the kernel
+layout (:mod:`rnnlab.engine.layout`) for both backends, so everything around
+them (snapshots, checkpoints) is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rnnlab.engine import native
+from rnnlab.engine.layout import CELL_CODES
+from rnnlab.errors import RnnlabError
+
+if TYPE_CHECKING:
+    from rnnlab.engine.population import Member
+
+BACKENDS = ("auto", "native", "torch")
+
+
+@dataclass
+class Group:
+    """Members trained together: one member (native) or one shape in lock-step (torch)."""
+
+    members: list[Member]
+    state: Any = None
+
+    def cost(self) -> float:
+        """Rough work (steps x length x gate rows), to start the longest groups first."""
+        m = self.members[0]
+        return len(self.members) * m.schedule.total_steps * m.shape.length * m.shape.gates
+
+
+def kernel_dims(member: Member) -> np.ndarray:
+    """The kernel's ``dims`` vector (order fixed in kernel.c)."""
+    s, cfg = member.shape, member.config
+    return np.array([CELL_CODES[s.cell], int(s.relu), s.vocab, s.embed_padded,
+                     s.hidden_padded, s.classes, s.length, 0 if cfg.optimizer == "adam" else 1,
+                     int(cfg.reduction == "sum")], dtype=np.int32)
+
+
+def kernel_hyper(member: Member) -> np.ndarray:
+    """The kernel's ``hyper`` vector: lr, betas, eps, weight decay, momentum, clips (0 = off)."""
+    cfg = member.config
+    return np.array([cfg.lr, 0.9, 0.999, 1e-8, cfg.weight_decay, cfg.momentum,
+                     cfg.clip_norm or 0.0, cfg.clip_value or 0.0, cfg.clip_per_param or 0.0],
+                    dtype=np.float32)
+
+
+class NativeBackend:
+    """Each member alone in the C kernel; members run in parallel threads."""
+
+    name = "native"
+    parallel = True
+
+    def __init__(self, lib: Any) -> None:
+        self.lib = lib
+
+    def group(self, members: list[Member]) -> list[Group]:
+        groups = []
+        for m in members:
+            if m.shape.length < 1:
+                raise RnnlabError("sequences must have at least one step")
+            dims = kernel_dims(m)
+            # layout.py and kernel.c must agree on the flat layout, or memory is corrupted
+            if self.lib.rn_num_params(native.i32(dims)) != m.shape.num_params:
+                raise RuntimeError("engine kernel and layout.py disagree on the parameter layout")
+            groups.append(Group([m], state=(dims, kernel_hyper(m))))
+        return groups
+
+    def train(self, group: Group, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        (m,) = group.members
+        dims, hyper = group.state
+        n = stop - start
+        losses = np.zeros((1, n), np.float32)
+        offsets = m.schedule.offsets[start:stop + 1]
+        status = self.lib.rn_train(
+            native.i32(dims), native.f32(hyper), native.f32(m.params), native.f32(m.opt_a),
+            native.f32(m.opt_b), native.i64(m.step), native.i32(m.tokens),
+            native.i32(m.labels), native.i32(m.schedule.rows), native.i32(offsets), n,
+            native.f32(losses))
+        if status < 0:
+            raise MemoryError(f"engine kernel failed with status {status}")
+        failed = np.array([status - 1 if status > 0 else -1])
+        return losses, failed
+
+    def logits(self, group: Group, i: int, tokens: np.ndarray,
+               params: Tensor | None = None) -> Tensor:
+        m = group.members[i]
+        dims, _ = group.state
+        flat = m.params if params is None else params
+        out = torch.empty(tokens.shape[0], m.shape.classes)
+        status = self.lib.rn_logits(native.i32(dims), native.f32(flat), native.i32(tokens),
+                                    tokens.shape[0], native.f32(out))
+        if status < 0:
+            raise MemoryError(f"engine kernel failed with status {status}")
+        return out
+
+
+def get_backend(name: str = "auto") -> Any:
+    """The backend called ``name``; ``auto`` is native where the kernel builds, else torch."""
+    if name not in BACKENDS:
+        raise RnnlabError(f"unknown engine backend {name!r}; known: {', '.join(BACKENDS)}")
+    if name in ("auto", "native"):
+        lib = native.load()
+        if lib is not None:
+            return NativeBackend(lib)
+        if name == "native":
+            raise RnnlabError(f"the engine's C kernel is not available "
+                              f"({native.why_unavailable()}); use backend 'torch'")
+    from rnnlab.engine.torch_backend import TorchBackend
+
+    return TorchBackend()

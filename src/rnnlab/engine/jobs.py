@@ -1,0 +1,166 @@
+"""What the engine trains (:class:`Job`) and each job's schedule, fixed before training.
+
+A job is one ordinary training run: splits, a :class:`~rnnlab.models.ModelConfig`,
+a :class:`~rnnlab.train.TrainConfig` and an output folder. Everything the
+trainer decides while it runs (which rows form each batch, when it evaluates,
+which epoch a step belongs to) follows from the determinism contract in
+:mod:`rnnlab.train.trainer` and is computed here up front, so the kernel can run
+hundreds of steps in one call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rnnlab.engine.layout import CELL_CODES, Shape
+from rnnlab.errors import RnnlabError
+from rnnlab.tasks.base import SplitData
+from rnnlab.train.config import TrainConfig
+from rnnlab.train.data import as_split, num_batches
+
+LOOP_HINT = "train it with the ordinary Trainer (rnnlab memory --engine loop)"
+
+
+@dataclass
+class Job:
+    """One run for the engine: the same arguments ``Trainer.fit`` takes, plus the model config.
+
+    The model is built by the contract: ``seed_everything(train_config.seed)``, then
+    ``build_model(model_config)``. ``out_dir`` receives ``metrics.csv``, ``best.pt`` and
+    ``last.pt`` as the trainer writes them; ``meta`` is stored in the checkpoints.
+    """
+
+    train: Any
+    dev: Any
+    model_config: Any
+    train_config: TrainConfig
+    test: Any = None
+    out_dir: str | os.PathLike | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+
+@dataclass
+class Schedule:
+    """Rows of every batch and the evaluation points of one job.
+
+    ``rows[offsets[s]:offsets[s+1]]`` are the training rows of step ``s`` (0-based);
+    ``evals`` the steps (1-based counts) after which dev is scored.
+    """
+
+    n_train: int
+    batches_per_epoch: int
+    total_steps: int
+    rows: np.ndarray
+    offsets: np.ndarray
+    evals: list[int]
+    in_loop_evals: frozenset[int]
+
+
+def check_supported(job: Job, index: int) -> Shape:
+    """The kernel shape of ``job``, or :class:`RnnlabError` naming what the engine cannot do."""
+    mc, tc = job.model_config, job.train_config
+    label = job.name or f"job {index}"
+
+    def refuse(what: str) -> RnnlabError:
+        return RnnlabError(f"{label}: the engine cannot train {what}; {LOOP_HINT}")
+
+    get = lambda name, default=None: getattr(mc, name, default)  # noqa: E731
+    if get("cell") not in CELL_CODES:
+        raise refuse(f"cell {get('cell')!r} (it trains {', '.join(CELL_CODES)})")
+    if get("num_layers", 1) != 1 or get("bidirectional", False):
+        raise refuse("stacked or bidirectional layers (one unidirectional layer only)")
+    if get("input", "tokens") != "tokens":
+        raise refuse("real-valued input features (token inputs only)")
+    if get("head", "classify") != "classify":
+        raise refuse(f"a {get('head')!r} head (sequence classification only)")
+    if get("nonlinearity", "tanh") not in ("tanh", "relu"):
+        raise refuse(f"the {get('nonlinearity')!r} nonlinearity (tanh and relu)")
+    if tc.loss not in ("auto", "cross_entropy") or tc.metric not in ("auto", "accuracy"):
+        raise refuse(f"loss {tc.loss!r} with metric {tc.metric!r} (cross-entropy and accuracy)")
+    train = as_split(job.train, "train")
+    for name, split in (("train", train), ("dev", job.dev), ("test", job.test)):
+        if split is None:
+            if name == "dev":
+                raise refuse("without a dev split (it selects the best checkpoint on dev)")
+            continue
+        split = as_split(split, name)
+        if split.inputs.dim() != 2 or split.inputs.is_floating_point():
+            raise refuse(f"{name} inputs that are not (N, L) integer tokens")
+        if split.targets.dim() != 1 or split.targets.is_floating_point():
+            raise refuse(f"{name} targets that are not (N,) class labels")
+        if split.lengths is not None and bool((split.lengths != split.inputs.shape[1]).any()):
+            raise refuse(f"{name} sequences of different lengths (one length per job)")
+        if split.inputs.shape[1] != train.inputs.shape[1]:
+            raise refuse("splits of different sequence lengths")
+    vocab = get("vocab_size")
+    classes = get("num_outputs")
+    if vocab is None or classes is None:
+        raise RnnlabError(f"{label}: the model config needs vocab_size and num_outputs")
+    check_range(train, vocab, classes, label)
+    return Shape(cell=get("cell"), vocab=int(vocab), embed=int(get("embedding_dim")),
+                 hidden=int(get("hidden_size")), classes=int(classes),
+                 length=int(train.inputs.shape[1]), relu=get("nonlinearity") == "relu")
+
+
+def check_range(split: SplitData, vocab: int, classes: int, label: str) -> None:
+    """Tokens and labels must index the tables (the kernel does not check bounds)."""
+    if int(split.inputs.min()) < 0 or int(split.inputs.max()) >= vocab:
+        raise RnnlabError(f"{label}: tokens must lie in 0..{vocab - 1}")
+    if int(split.targets.min()) < 0 or int(split.targets.max()) >= classes:
+        raise RnnlabError(f"{label}: class labels must lie in 0..{classes - 1}")
+
+
+def epoch_orders(config: TrainConfig, n: int, epochs: int) -> list[Tensor]:
+    """Contract point 2: one generator seeded with ``config.seed``; one draw per epoch."""
+    g = torch.Generator().manual_seed(config.seed)
+    if not config.shuffle:
+        return [torch.arange(n) for _ in range(epochs)]
+    return [torch.randperm(n, generator=g) for _ in range(epochs)]
+
+
+def generator_after(config: TrainConfig, n: int, epochs_drawn: int) -> Tensor:
+    """The data-order generator's state after ``epochs_drawn`` draws (for checkpoints)."""
+    g = torch.Generator().manual_seed(config.seed)
+    if config.shuffle:
+        for _ in range(epochs_drawn):
+            torch.randperm(n, generator=g)
+    return g.get_state()
+
+
+def make_schedule(config: TrainConfig, n_train: int) -> Schedule:
+    """Batches and evaluation points by contract points 2, 3 and 5."""
+    nb = num_batches(n_train, config.batch_size)
+    total = config.epochs * nb
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    epochs_needed = (total + nb - 1) // nb
+    rows, offsets = [], [0]
+    for order in epoch_orders(config, n_train, epochs_needed):
+        rows.append(order.numpy().astype(np.int32))
+        for start in range(0, n_train, config.batch_size):
+            offsets.append(offsets[-1] + min(config.batch_size, n_train - start))
+    flat_rows = np.concatenate(rows) if rows else np.zeros(0, np.int32)
+    eval_every = config.eval_every or nb
+    in_loop = list(range(eval_every, total + 1, eval_every))
+    evals = in_loop + ([total] if not in_loop or in_loop[-1] != total else [])
+    return Schedule(n_train=n_train, batches_per_epoch=nb, total_steps=total,
+                    rows=np.ascontiguousarray(flat_rows),
+                    offsets=np.asarray(offsets[: total + 1], dtype=np.int32),
+                    evals=evals, in_loop_evals=frozenset(in_loop))
+
+
+def out_path(job: Job) -> Path | None:
+    return None if job.out_dir is None else Path(job.out_dir)
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)

@@ -1,0 +1,640 @@
+/*
+ * rnnlab engine kernel: whole optimiser steps of one small recurrent classifier
+ * (token embedding -> one recurrent cell -> linear head on the last state) in
+ * native code, forward and backward through time written out by hand.
+ *
+ * Why native: a DigitSum model (hidden 32, batch 8) does a few thousand
+ * multiply-adds per time step, so in PyTorch or JAX nearly all of its time is
+ * per-operation dispatch. Here one call runs hundreds of optimiser steps with no
+ * dispatch at all, and the parameters and optimiser state stay in L1/L2 cache.
+ *
+ * Parameters live in one flat float32 buffer in *kernel layout*: matrices used
+ * on the forward pass are stored transposed (input-major) so that every inner
+ * loop runs over a contiguous output row and vectorises without reassociating
+ * sums (no -ffast-math; results stay within float rounding of PyTorch's).
+ * Element-wise optimisers do not care about layout; Python converts to and
+ * from PyTorch's state dict at the boundaries (rnnlab/engine/layout.py).
+ *
+ *   emb   [V][E]        embedding rows (PyTorch layout)
+ *   wihT  [E][G*H]      weight_ih transposed
+ *   whhT  [H][G*H]      weight_hh transposed
+ *   bih   [G*H]         bias_ih
+ *   bhh   [G*H]         bias_hh
+ *   fcwT  [H][C']       head weight transposed
+ *   fcb   [C']          head bias
+ *
+ * Gate order is PyTorch's: LSTM i, f, g, o; GRU r, z, n.
+ * Python pads E, H and the class count C up to multiples of 16 (E', H', C') with
+ * zero rows and columns (padded units stay exactly zero through training, padded
+ * classes are left out of the softmax; see layout.py), so every hot loop
+ * works on whole 16-float vectors written with GCC's vector extension: AVX-512
+ * registers where the CPU has them, two or four narrower ones where it has not.
+ *
+ * Build: gcc -O3 -march=native -fno-math-errno -shared -fPIC (rnnlab/engine/native.py).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RN_SRN 0
+#define RN_RESIDUAL 1
+#define RN_LSTM 2
+#define RN_GRU 3
+
+#define RN_ADAM 0
+#define RN_SGD 1
+
+/* dims[] passed from Python, in this order. */
+enum { D_CELL, D_RELU, D_V, D_E, D_H, D_C, D_L, D_OPTIM, D_REDUCTION_SUM, D_NDIMS };
+/* hyper[] passed from Python, in this order; a clip value <= 0 means "off". */
+enum { P_LR, P_BETA1, P_BETA2, P_EPS, P_WD, P_MOMENTUM, P_CLIP_NORM, P_CLIP_VALUE,
+       P_CLIP_PER_PARAM, P_NHYPER };
+
+typedef struct {
+    int cell, relu, V, E, H, C, Cp, L, G, GH;
+    float *emb, *wihT, *whhT, *bih, *bhh, *fcwT, *fcb;
+    long n_params;
+    long off[8]; /* offsets of the seven tensors, and the total */
+} Net;
+
+static int gates_of(int cell) {
+    return cell == RN_LSTM ? 4 : (cell == RN_GRU ? 3 : 1);
+}
+
+static void net_layout(Net *n, const int32_t *dims) {
+    n->cell = dims[D_CELL];
+    n->relu = dims[D_RELU];
+    n->V = dims[D_V];
+    n->E = dims[D_E];
+    n->H = dims[D_H];
+    n->C = dims[D_C];
+    n->Cp = (n->C + 15) / 16 * 16;
+    n->L = dims[D_L];
+    n->G = gates_of(n->cell);
+    n->GH = n->G * n->H;
+    long sizes[7] = {(long)n->V * n->E, (long)n->E * n->GH, (long)n->H * n->GH, n->GH, n->GH,
+                     (long)n->H * n->Cp, n->Cp};
+    long o = 0;
+    for (int i = 0; i < 7; i++) {
+        n->off[i] = o;
+        o += sizes[i];
+    }
+    n->off[7] = o;
+    n->n_params = o;
+}
+
+static void net_bind(Net *n, float *p) {
+    n->emb = p + n->off[0];
+    n->wihT = p + n->off[1];
+    n->whhT = p + n->off[2];
+    n->bih = p + n->off[3];
+    n->bhh = p + n->off[4];
+    n->fcwT = p + n->off[5];
+    n->fcb = p + n->off[6];
+}
+
+long rn_num_params(const int32_t *dims) {
+    Net n;
+    net_layout(&n, dims);
+    return n.n_params;
+}
+
+/* ---- elementary functions (Cephes single-precision polynomials) ---- */
+
+static inline __attribute__((always_inline)) float rn_exp(float x) {
+    x = x > 88.0f ? 88.0f : x;
+    x = x < -87.0f ? -87.0f : x;
+    float fx = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - fx * 0.693359375f;
+    r = r + fx * 2.12194440e-4f;
+    float z = r * r;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * z + r + 1.0f;
+    int32_t e = ((int32_t)fx + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    return y * scale;
+}
+
+/* ---- 16-float vectors ---- */
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) v16 ld(const float *p) {
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void st(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+
+static inline __attribute__((always_inline)) v16 splat(float x) { return (v16){0} + x; }
+
+static inline __attribute__((always_inline)) v16 vsel(v16i mask, v16 a, v16 b) {
+    return (v16)((mask & (v16i)a) | (~mask & (v16i)b));
+}
+
+static inline __attribute__((always_inline)) v16 vexp(v16 x) {
+    x = vsel(x > 88.0f, splat(88.0f), x);
+    x = vsel(x < -87.0f, splat(-87.0f), x);
+    v16 fx = x * 1.44269504088896341f + 0.5f;
+    v16i n = __builtin_convertvector(fx, v16i); /* truncation; fix up to floor below */
+    n += (v16i)(__builtin_convertvector(n, v16) > fx);
+    v16 nf = __builtin_convertvector(n, v16);
+    v16 r = x - nf * 0.693359375f;
+    r = r + nf * 2.12194440e-4f;
+    v16 z = r * r;
+    v16 y = splat(1.9875691500e-4f);
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * z + r + 1.0f;
+    return y * (v16)((n + 127) << 23);
+}
+
+static inline __attribute__((always_inline)) v16 vtanh(v16 x) {
+    const v16i sign = (v16i)x & (int32_t)0x80000000;
+    v16 ax = (v16)((v16i)x & 0x7fffffff);
+    v16 z = x * x;
+    v16 p = splat(-5.70498872745e-3f);
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    p = p * z * x + x;
+    v16 a = vsel(ax < 9.0f, ax, splat(9.0f));
+    v16 q = 1.0f - 2.0f / (vexp(a + a) + 1.0f);
+    q = (v16)((v16i)q | sign);
+    return vsel(ax < 0.625f, p, q);
+}
+
+static inline __attribute__((always_inline)) v16 vsigmoid(v16 x) {
+    return 1.0f / (1.0f + vexp(-x));
+}
+
+/*
+ * out[i][j] (+)= sum_k A(i, k) * W[k][j] for i < M, j < N (N a multiple of 16),
+ * with A(i, k) = A[i*sai + k*sak]. Four rows by two vectors of outputs stay in
+ * registers for the whole sum over k: eight independent FMA chains, each weight
+ * vector loaded once per four rows.
+ */
+static void gemm(float *out, long ldo, const float *A, long sai, long sak, const float *W,
+                 long ldw, int M, int K, int N, int accumulate) {
+    int i = 0;
+    for (; i + 4 <= M; i += 4) {
+        int j = 0;
+        for (; j + 32 <= N; j += 32) {
+            v16 acc[4][2];
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 2; c++)
+                    acc[r][c] = accumulate ? ld(out + (i + r) * ldo + j + 16 * c) : splat(0.0f);
+            for (int k = 0; k < K; k++) {
+                const v16 w0 = ld(W + k * ldw + j), w1 = ld(W + k * ldw + j + 16);
+                for (int r = 0; r < 4; r++) {
+                    const float a = A[(i + r) * sai + k * sak];
+                    acc[r][0] += a * w0;
+                    acc[r][1] += a * w1;
+                }
+            }
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 2; c++) st(out + (i + r) * ldo + j + 16 * c, acc[r][c]);
+        }
+        for (; j < N; j += 16) {
+            v16 acc[4];
+            for (int r = 0; r < 4; r++)
+                acc[r] = accumulate ? ld(out + (i + r) * ldo + j) : splat(0.0f);
+            for (int k = 0; k < K; k++) {
+                const v16 w0 = ld(W + k * ldw + j);
+                for (int r = 0; r < 4; r++) acc[r] += A[(i + r) * sai + k * sak] * w0;
+            }
+            for (int r = 0; r < 4; r++) st(out + (i + r) * ldo + j, acc[r]);
+        }
+    }
+    for (; i < M; i++) {
+        for (int j = 0; j < N; j += 16) {
+            v16 acc0 = accumulate ? ld(out + i * ldo + j) : splat(0.0f);
+            v16 acc1 = splat(0.0f);
+            int k = 0;
+            for (; k + 2 <= K; k += 2) {
+                acc0 += A[i * sai + k * sak] * ld(W + k * ldw + j);
+                acc1 += A[i * sai + (k + 1) * sak] * ld(W + (k + 1) * ldw + j);
+            }
+            for (; k < K; k++) acc0 += A[i * sai + k * sak] * ld(W + k * ldw + j);
+            st(out + i * ldo + j, acc0 + acc1);
+        }
+    }
+}
+
+/* ---- workspace ---- */
+
+typedef struct {
+    float *P;      /* [V][GH] embedding projected by weight_ih, plus biases */
+    float *wih;    /* [GH][E] weight_ih, PyTorch layout (backward to embeddings) */
+    float *whh;    /* [GH][H] weight_hh, PyTorch layout (backward through time) */
+    float *fcw;    /* [C'][H] head weight, PyTorch layout */
+    float *hs;     /* [L+1][B][H] hidden states, hs[0] = 0 */
+    float *acts;   /* [L][B][GH] gate activations (SRN: tanh/relu output) */
+    float *cs;     /* [L+1][B][H] LSTM cell states */
+    float *tcs;    /* [L][B][H] LSTM tanh(c) */
+    float *ghn;    /* [L][B][H] GRU W_hn h + b_hn */
+    float *gh;     /* [B][GH] hidden pre-activation */
+    float *logits; /* [B][C'] */
+    float *dh;     /* [B][H] */
+    float *dhp;    /* [B][H] */
+    float *dc;     /* [B][H] */
+    float *dgi;    /* [B][GH] gradient of the input pre-activation */
+    float *dghs;   /* [L][B][GH] gradient of the hidden pre-activation, every step */
+    float *Gacc;   /* [V][GH] dgi summed per token */
+    float *grad;   /* [n_params] */
+    void *block;
+} Work;
+
+static int work_alloc(Work *w, const Net *n, int B) {
+    long L = n->L, H = n->H, GH = n->GH, V = n->V, E = n->E, C = n->Cp;
+    long sizes[] = {V * GH, GH * E, GH * H, C * H, (L + 1) * B * H, L * B * GH,
+                    (L + 1) * B * H, L * B * H, L * B * H, B * GH, B * C, B * H, B * H, B * H,
+                    B * GH, L * B * GH, V * GH, n->n_params};
+    int count = (int)(sizeof sizes / sizeof sizes[0]);
+    long total = 0;
+    for (int i = 0; i < count; i++) total += (sizes[i] + 15) / 16 * 16;
+    float *base = (float *)aligned_alloc(64, (size_t)total * sizeof(float) + 64);
+    if (!base) return -1;
+    memset(base, 0, (size_t)total * sizeof(float));
+    w->block = base;
+    float **slots[] = {&w->P, &w->wih, &w->whh, &w->fcw, &w->hs, &w->acts, &w->cs, &w->tcs,
+                       &w->ghn, &w->gh, &w->logits, &w->dh, &w->dhp, &w->dc, &w->dgi,
+                       &w->dghs, &w->Gacc, &w->grad};
+    long o = 0;
+    for (int i = 0; i < count; i++) {
+        *slots[i] = base + o;
+        o += (sizes[i] + 15) / 16 * 16;
+    }
+    return 0;
+}
+
+/* PyTorch-layout copies of the matrices and the projected embedding table,
+ * refreshed after every parameter update. */
+static void prepare(const Net *n, Work *w) {
+    const int E = n->E, H = n->H, GH = n->GH, C = n->Cp, V = n->V;
+    for (int k = 0; k < E; k++)
+        for (int j = 0; j < GH; j++) w->wih[j * E + k] = n->wihT[k * GH + j];
+    for (int k = 0; k < H; k++)
+        for (int j = 0; j < GH; j++) w->whh[j * H + k] = n->whhT[k * GH + j];
+    for (int k = 0; k < H; k++)
+        for (int c = 0; c < C; c++) w->fcw[c * H + k] = n->fcwT[k * C + c];
+    gemm(w->P, GH, n->emb, E, 1, n->wihT, GH, V, E, GH, 0);
+    /* GRU keeps b_hh apart: its n-gate part is multiplied by r. */
+    const int fold_bhh = n->cell != RN_GRU;
+    for (int v = 0; v < V; v++) {
+        float *row = w->P + (long)v * GH;
+        for (int j = 0; j < GH; j += 16) {
+            v16 x = ld(row + j) + ld(n->bih + j);
+            if (fold_bhh) x += ld(n->bhh + j);
+            st(row + j, x);
+        }
+    }
+}
+
+/* ---- forward through time for B sequences; fills hs/acts/cs/tcs/ghn ---- */
+
+static void forward(const Net *n, Work *w, const int32_t *tokens, const int32_t *rows, int B) {
+    const int L = n->L, H = n->H, GH = n->GH;
+    /* The initial state is zero. The buffers are laid out for this call's batch size,
+     * so a larger batch after a smaller one must not see the smaller one's states. */
+    memset(w->hs, 0, (size_t)B * H * sizeof(float));
+    memset(w->cs, 0, (size_t)B * H * sizeof(float));
+    for (int t = 0; t < L; t++) {
+        const float *hprev_all = w->hs + (long)t * B * H;
+        float *hnew_all = w->hs + (long)(t + 1) * B * H;
+        /* gh = W_hh h + (P for cells whose input and hidden parts simply add, else b_hh) */
+        for (int b = 0; b < B; b++) {
+            const float *src = n->cell == RN_GRU
+                                   ? n->bhh
+                                   : w->P + (long)tokens[(long)rows[b] * L + t] * GH;
+            memcpy(w->gh + (long)b * GH, src, (size_t)GH * sizeof(float));
+        }
+        if (t > 0) gemm(w->gh, GH, hprev_all, H, 1, n->whhT, GH, B, H, GH, 1);
+        for (int b = 0; b < B; b++) {
+            const float *hprev = hprev_all + (long)b * H;
+            float *hnew = hnew_all + (long)b * H;
+            const float *gh = w->gh + (long)b * GH;
+            float *act = w->acts + ((long)t * B + b) * GH;
+            if (n->cell == RN_SRN || n->cell == RN_RESIDUAL) {
+                for (int j = 0; j < H; j += 16) {
+                    const v16 x = ld(gh + j);
+                    const v16 a = n->relu ? vsel(x > 0.0f, x, splat(0.0f)) : vtanh(x);
+                    st(act + j, a);
+                    st(hnew + j, n->cell == RN_RESIDUAL ? ld(hprev + j) + a : a);
+                }
+            } else if (n->cell == RN_LSTM) {
+                const float *cprev = w->cs + ((long)t * B + b) * H;
+                float *cnew = w->cs + ((long)(t + 1) * B + b) * H;
+                float *tc = w->tcs + ((long)t * B + b) * H;
+                for (int j = 0; j < H; j += 16) {
+                    const v16 i = vsigmoid(ld(gh + j)), f = vsigmoid(ld(gh + H + j));
+                    const v16 g = vtanh(ld(gh + 2 * H + j)), o = vsigmoid(ld(gh + 3 * H + j));
+                    const v16 c = f * ld(cprev + j) + i * g;
+                    const v16 tcj = vtanh(c);
+                    st(act + j, i);
+                    st(act + H + j, f);
+                    st(act + 2 * H + j, g);
+                    st(act + 3 * H + j, o);
+                    st(cnew + j, c);
+                    st(tc + j, tcj);
+                    st(hnew + j, o * tcj);
+                }
+            } else { /* GRU */
+                const float *P = w->P + (long)tokens[(long)rows[b] * L + t] * GH;
+                float *ghn = w->ghn + ((long)t * B + b) * H;
+                for (int j = 0; j < H; j += 16) {
+                    const v16 r = vsigmoid(ld(P + j) + ld(gh + j));
+                    const v16 z = vsigmoid(ld(P + H + j) + ld(gh + H + j));
+                    const v16 hn = ld(gh + 2 * H + j);
+                    const v16 nn = vtanh(ld(P + 2 * H + j) + r * hn);
+                    st(act + j, r);
+                    st(act + H + j, z);
+                    st(act + 2 * H + j, nn);
+                    st(ghn + j, hn);
+                    st(hnew + j, nn + z * (ld(hprev + j) - nn));
+                }
+            }
+        }
+    }
+}
+
+/* logits [B][C'] = fcb + h_L W^T */
+static void head_forward(const Net *n, const float *hlast, int B, float *logits) {
+    const int C = n->Cp;
+    for (int b = 0; b < B; b++) memcpy(logits + (long)b * C, n->fcb, (size_t)C * sizeof(float));
+    gemm(logits, C, hlast, n->H, 1, n->fcwT, C, B, n->H, C, 1);
+}
+
+/* Cross-entropy of the logits (rows of stride Cp, the first C real); overwrites them
+ * with d loss / d logits (zero for padded classes). Returns the loss reduced as the
+ * trainer does (mean or sum over the batch). */
+static float cross_entropy_backward(float *logits, const int32_t *labels, const int32_t *rows,
+                                    int B, int C, int Cp, int reduction_sum) {
+    double total = 0.0;
+    const float scale = reduction_sum ? 1.0f : 1.0f / (float)B;
+    for (int b = 0; b < B; b++) {
+        float *restrict l = logits + (long)b * Cp;
+        const int y = labels[rows[b]];
+        float m = l[0];
+        for (int c = 1; c < C; c++) m = l[c] > m ? l[c] : m;
+        const float shifted_y = l[y] - m;
+        float s = 0.0f;
+        for (int c = 0; c < C; c++) {
+            l[c] = rn_exp(l[c] - m);
+            s += l[c];
+        }
+        total += (double)(logf(s) - shifted_y); /* -log softmax(l)[y] */
+        const float inv = scale / s;
+        for (int c = 0; c < C; c++) l[c] *= inv;
+        for (int c = C; c < Cp; c++) l[c] = 0.0f;
+        l[y] -= scale;
+    }
+    return reduction_sum ? (float)total : (float)(total / B);
+}
+
+/* ---- backward through time; writes w->grad (kernel layout) ---- */
+
+static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t *rows, int B,
+                     const float *dlogits) {
+    const int L = n->L, H = n->H, GH = n->GH, C = n->Cp, E = n->E, V = n->V;
+    float *g = w->grad;
+    float *restrict g_emb = g + n->off[0];
+    float *restrict g_wihT = g + n->off[1];
+    float *restrict g_whhT = g + n->off[2];
+    float *restrict g_bih = g + n->off[3];
+    float *restrict g_bhh = g + n->off[4];
+    float *restrict g_fcwT = g + n->off[5];
+    float *restrict g_fcb = g + n->off[6];
+    memset(w->Gacc, 0, (size_t)V * GH * sizeof(float));
+    memset(w->dc, 0, (size_t)B * H * sizeof(float));
+    const float *hlast = w->hs + (long)L * B * H;
+    for (int c = 0; c < C; c += 16) {
+        v16 acc = splat(0.0f);
+        for (int b = 0; b < B; b++) acc += ld(dlogits + (long)b * C + c);
+        st(g_fcb + c, acc);
+    }
+    gemm(g_fcwT, C, hlast, 1, H, dlogits, C, H, B, C, 0);
+    gemm(w->dh, H, dlogits, C, 1, w->fcw, H, B, C, H, 0);
+
+    for (int t = L - 1; t >= 0; t--) {
+        const float *hprev_all = w->hs + (long)t * B * H;
+        float *dghs = w->dghs + (long)t * B * GH;
+        for (int b = 0; b < B; b++) {
+            const float *act = w->acts + ((long)t * B + b) * GH;
+            const float *hprev = hprev_all + (long)b * H;
+            const float *dh = w->dh + (long)b * H;
+            float *dhp = w->dhp + (long)b * H;
+            float *dgi = w->dgi + (long)b * GH;
+            float *dgh = dghs + (long)b * GH;
+            /* dhp starts as the part of dL/dh_{t-1} that does not go through W_hh */
+            if (n->cell == RN_SRN || n->cell == RN_RESIDUAL) {
+                for (int j = 0; j < H; j += 16) {
+                    const v16 a = ld(act + j), d = ld(dh + j);
+                    st(dgh + j, n->relu ? vsel(a > 0.0f, d, splat(0.0f)) : d * (1.0f - a * a));
+                    st(dhp + j, n->cell == RN_RESIDUAL ? d : splat(0.0f));
+                }
+                memcpy(dgi, dgh, (size_t)GH * sizeof(float));
+            } else if (n->cell == RN_LSTM) {
+                const float *cprev = w->cs + ((long)t * B + b) * H;
+                const float *tc = w->tcs + ((long)t * B + b) * H;
+                float *dc = w->dc + (long)b * H;
+                for (int j = 0; j < H; j += 16) {
+                    const v16 i = ld(act + j), f = ld(act + H + j), gg = ld(act + 2 * H + j);
+                    const v16 o = ld(act + 3 * H + j), tcj = ld(tc + j), d = ld(dh + j);
+                    const v16 dct = ld(dc + j) + d * o * (1.0f - tcj * tcj);
+                    st(dgh + j, dct * gg * i * (1.0f - i));
+                    st(dgh + H + j, dct * ld(cprev + j) * f * (1.0f - f));
+                    st(dgh + 2 * H + j, dct * i * (1.0f - gg * gg));
+                    st(dgh + 3 * H + j, d * tcj * o * (1.0f - o));
+                    st(dc + j, dct * f);
+                    st(dhp + j, splat(0.0f));
+                }
+                memcpy(dgi, dgh, (size_t)GH * sizeof(float));
+            } else { /* GRU */
+                const float *ghn = w->ghn + ((long)t * B + b) * H;
+                for (int j = 0; j < H; j += 16) {
+                    const v16 r = ld(act + j), z = ld(act + H + j), nn = ld(act + 2 * H + j);
+                    const v16 d = ld(dh + j);
+                    const v16 dn = d * (1.0f - z) * (1.0f - nn * nn);
+                    const v16 dz = d * (ld(hprev + j) - nn) * z * (1.0f - z);
+                    const v16 dr = dn * ld(ghn + j) * r * (1.0f - r);
+                    st(dgi + j, dr);
+                    st(dgi + H + j, dz);
+                    st(dgi + 2 * H + j, dn);
+                    st(dgh + j, dr);
+                    st(dgh + H + j, dz);
+                    st(dgh + 2 * H + j, dn * r);
+                    st(dhp + j, d * z);
+                }
+            }
+            float *Gv = w->Gacc + (long)tokens[(long)rows[b] * L + t] * GH;
+            for (int j = 0; j < GH; j += 16) st(Gv + j, ld(Gv + j) + ld(dgi + j));
+        }
+        if (t > 0) gemm(w->dhp, H, dghs, GH, 1, w->whh, H, B, GH, H, 1);
+        float *tmp = w->dh;
+        w->dh = w->dhp;
+        w->dhp = tmp;
+    }
+
+    /* weight_hh: sum over steps t >= 1 of h_{t-1}^T dgh_t, as one product over (t, b) */
+    if (L > 1)
+        gemm(g_whhT, GH, w->hs + (long)B * H, 1, H, w->dghs + (long)B * GH, GH, H, (L - 1) * B,
+             GH, 0);
+    else
+        memset(g_whhT, 0, (size_t)H * GH * sizeof(float));
+    for (int j = 0; j < GH; j += 16) {
+        v16 acc = splat(0.0f);
+        for (long r = 0; r < (long)L * B; r++) acc += ld(w->dghs + r * GH + j);
+        st(g_bhh + j, acc);
+        v16 acc_i = splat(0.0f);
+        for (int v = 0; v < V; v++) acc_i += ld(w->Gacc + (long)v * GH + j);
+        st(g_bih + j, acc_i);
+    }
+    /* input weights and embeddings from the per-token sums */
+    gemm(g_wihT, GH, n->emb, 1, E, w->Gacc, GH, E, V, GH, 0);
+    gemm(g_emb, E, w->Gacc, GH, 1, w->wih, E, V, GH, E, 0);
+}
+
+/* ---- clipping and optimisers, as torch.nn.utils and torch.optim do them ---- */
+
+static void clip(const Net *n, float *g, const float *hyper) {
+    const long np = n->n_params;
+    if (hyper[P_CLIP_VALUE] > 0.0f) {
+        const float c = hyper[P_CLIP_VALUE];
+        for (long i = 0; i < np; i++) g[i] = g[i] > c ? c : (g[i] < -c ? -c : g[i]);
+    }
+    if (hyper[P_CLIP_PER_PARAM] > 0.0f) {
+        for (int t = 0; t < 7; t++) {
+            double ss = 0.0;
+            for (long i = n->off[t]; i < n->off[t + 1]; i++) ss += (double)g[i] * g[i];
+            const float norm = (float)sqrt(ss);
+            float coef = hyper[P_CLIP_PER_PARAM] / (norm + 1e-6f);
+            if (coef < 1.0f)
+                for (long i = n->off[t]; i < n->off[t + 1]; i++) g[i] *= coef;
+        }
+    }
+    if (hyper[P_CLIP_NORM] > 0.0f) {
+        double ss = 0.0;
+        for (long i = 0; i < np; i++) ss += (double)g[i] * g[i];
+        const float norm = (float)sqrt(ss);
+        float coef = hyper[P_CLIP_NORM] / (norm + 1e-6f);
+        if (coef < 1.0f)
+            for (long i = 0; i < np; i++) g[i] *= coef;
+    }
+}
+
+static void adam(long np, float *restrict p, const float *restrict g, float *restrict m,
+                 float *restrict v, const float *hyper, double step) {
+    const float beta1 = hyper[P_BETA1], beta2 = hyper[P_BETA2], eps = hyper[P_EPS];
+    const float wd = hyper[P_WD];
+    const double bc1 = 1.0 - pow((double)beta1, step);
+    const double bc2 = 1.0 - pow((double)beta2, step);
+    const float step_size = (float)((double)hyper[P_LR] / bc1);
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float w1 = 1.0f - beta1, w2 = 1.0f - beta2;
+    for (long i = 0; i < np; i++) {
+        const float gi = wd != 0.0f ? g[i] + wd * p[i] : g[i];
+        m[i] = m[i] + w1 * (gi - m[i]);
+        v[i] = v[i] * beta2 + w2 * gi * gi;
+        const float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+        p[i] = p[i] - step_size * (m[i] / denom);
+    }
+}
+
+static void sgd(long np, float *restrict p, const float *restrict g, float *restrict buf,
+                const float *hyper, int first) {
+    const float lr = hyper[P_LR], wd = hyper[P_WD], mom = hyper[P_MOMENTUM];
+    for (long i = 0; i < np; i++) {
+        float gi = wd != 0.0f ? g[i] + wd * p[i] : g[i];
+        if (mom != 0.0f) {
+            buf[i] = first ? gi : buf[i] * mom + gi;
+            gi = buf[i];
+        }
+        p[i] = p[i] - lr * gi;
+    }
+}
+
+/*
+ * Run n_steps optimiser steps. Batch s uses the rows rows[offsets[s] .. offsets[s+1]).
+ * opt_a/opt_b: Adam's exp_avg/exp_avg_sq, or SGD's momentum buffer (opt_a).
+ * *step counts optimiser steps taken so far (Adam's bias correction, SGD's first step).
+ * losses[s] receives each step's training loss.
+ * Returns 0, -1 when memory ran out, -2 when E or H is not a multiple of 16, or s+1 when step s had a non-finite loss
+ * (the parameters are then left as they were before that step).
+ */
+int rn_train(const int32_t *dims, const float *hyper, float *params, float *opt_a, float *opt_b,
+             int64_t *step, const int32_t *tokens, const int32_t *labels, const int32_t *rows,
+             const int32_t *offsets, int32_t n_steps, float *losses) {
+    Net n;
+    net_layout(&n, dims);
+    net_bind(&n, params);
+    if (n.E % 16 || n.H % 16) return -2;
+    int Bmax = 1;
+    for (int s = 0; s < n_steps; s++) {
+        const int B = offsets[s + 1] - offsets[s];
+        Bmax = B > Bmax ? B : Bmax;
+    }
+    Work w;
+    if (work_alloc(&w, &n, Bmax) != 0) return -1;
+    int status = 0;
+    for (int s = 0; s < n_steps; s++) {
+        const int32_t *r = rows + offsets[s];
+        const int B = offsets[s + 1] - offsets[s];
+        prepare(&n, &w);
+        forward(&n, &w, tokens, r, B);
+        head_forward(&n, w.hs + (long)n.L * B * n.H, B, w.logits);
+        const float loss = cross_entropy_backward(w.logits, labels, r, B, n.C, n.Cp,
+                                                  dims[D_REDUCTION_SUM]);
+        losses[s] = loss;
+        if (!isfinite(loss)) {
+            status = s + 1;
+            break;
+        }
+        backward(&n, &w, tokens, r, B, w.logits);
+        clip(&n, w.grad, hyper);
+        *step += 1;
+        if (dims[D_OPTIM] == RN_ADAM)
+            adam(n.n_params, params, w.grad, opt_a, opt_b, hyper, (double)*step);
+        else
+            sgd(n.n_params, params, w.grad, opt_a, hyper, *step == 1);
+    }
+    free(w.block);
+    return status;
+}
+
+/* Logits [N][C] of every example of a split, in chunks (forward only). */
+int rn_logits(const int32_t *dims, float *params, const int32_t *tokens, int32_t N, float *logits) {
+    Net n;
+    net_layout(&n, dims);
+    net_bind(&n, params);
+    if (n.E % 16 || n.H % 16) return -2;
+    const int chunk = 64;
+    Work w;
+    if (work_alloc(&w, &n, chunk) != 0) return -1;
+    int32_t rows[64];
+    prepare(&n, &w);
+    for (int start = 0; start < N; start += chunk) {
+        const int B = N - start < chunk ? N - start : chunk;
+        for (int b = 0; b < B; b++) rows[b] = start + b;
+        forward(&n, &w, tokens, rows, B);
+        head_forward(&n, w.hs + (long)n.L * B * n.H, B, w.logits);
+        for (int b = 0; b < B; b++)
+            memcpy(logits + (long)(start + b) * n.C, w.logits + (long)b * n.Cp,
+                   (size_t)n.C * sizeof(float));
+    }
+    free(w.block);
+    return 0;
+}

@@ -1,0 +1,449 @@
+"""Train many jobs at once, each exactly as :class:`rnnlab.train.Trainer` would alone.
+
+The flow for every job (a *member* once built):
+
+1. Build the model by contract point 1 (``seed_everything`` then ``build_model``) in
+   the main thread, one job after another, and remember the global RNG state that
+   follows, because the trainer's checkpoints record it.
+2. Fix the whole schedule up front (:func:`rnnlab.engine.jobs.make_schedule`): batch
+   rows of every step and the evaluation points.
+3. Train segment by segment, one segment per evaluation: a backend runs all the
+   segment's optimiser steps, then dev is scored with the trainer's own loss and
+   metric functions on the backend's logits, the best parameters are kept, early
+   stopping is applied.
+4. Write what the trainer writes (``metrics.csv``, ``best.pt``, ``last.pt``) and score
+   the test split with ``Trainer.evaluate`` on the restored best model.
+
+Backends (:mod:`rnnlab.engine.backends`): ``native`` runs each job in the C kernel,
+several jobs in parallel threads (a kernel call releases the GIL); ``torch`` runs
+jobs of one shape in lock-step with batched matrix products, and is the fallback
+where no C compiler is present.
+
+Unlike the trainer, the engine writes checkpoints only once, at the end of each
+job (a killed engine run restarts its jobs; the memory experiment skips finished
+ones), with the contents the trainer's last ``best.pt`` and ``last.pt`` would have.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnlab.engine.backends import Group, get_backend
+from rnnlab.engine.jobs import (
+    Job,
+    Schedule,
+    check_supported,
+    config_dict,
+    epoch_orders,
+    generator_after,
+    make_schedule,
+    out_path,
+)
+from rnnlab.engine.layout import NAMES, Shape, flatten, unflatten
+from rnnlab.errors import RnnlabError
+from rnnlab.io import write_csv
+from rnnlab.seeding import rng_state
+from rnnlab.tasks.base import SplitData
+from rnnlab.train.callbacks import EarlyStopping, csv_value
+from rnnlab.train.checkpoint import BEST, LAST, save_checkpoint
+from rnnlab.train.config import TrainConfig
+from rnnlab.train.data import as_split, batch_ranges
+from rnnlab.train.trainer import (
+    FitResult,
+    Trainer,
+    TrainState,
+    compute_loss,
+    make_optimizer,
+    metric_sum_count,
+    seeded_model,
+)
+
+METRIC = "accuracy"
+COLUMNS = ["step", "epoch", "train_loss", "dev_loss", f"dev_{METRIC}"]
+
+
+@dataclass
+class Snapshot:
+    """A member's state at one evaluation: what a checkpoint written then would hold."""
+
+    params: Tensor
+    opt_a: Tensor
+    opt_b: Tensor
+    step: int
+    in_loop: bool
+    best_score: float | None
+    best_step: int | None
+    history: list[dict[str, Any]]
+    bad_evaluations: int
+    stopped_early: bool
+    seconds: float
+
+
+@dataclass
+class Member:
+    """One job being trained, with its data, its flat state and its bookkeeping.
+
+    ``params``, ``opt_a`` and ``opt_b`` are flat kernel-layout vectors: the parameters
+    and Adam's ``exp_avg``/``exp_avg_sq`` (SGD: the momentum buffer in ``opt_a``).
+    ``step`` counts optimiser steps for the backend (Adam's bias correction); ``done``
+    is the step count at the last evaluation. ``keys`` maps kernel tensor names to the
+    model's parameter names; ``rng`` is the global RNG state after building the model.
+    """
+
+    index: int
+    job: Job
+    shape: Shape
+    schedule: Schedule
+    model: nn.Module
+    keys: dict[str, str]
+    rng: dict[str, Any]
+    train: SplitData
+    dev: SplitData
+    test: SplitData | None
+    tokens: np.ndarray
+    labels: np.ndarray
+    dev_tokens: np.ndarray
+    params: Tensor
+    opt_a: Tensor
+    opt_b: Tensor
+    step: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    done: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float | None = None
+    best_step: int | None = None
+    best: Snapshot | None = None
+    last: Snapshot | None = None
+    bad_evaluations: int = 0
+    stopped: bool = False
+    stopped_early: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.job.train_config
+
+    def state_dict(self, flat: Tensor) -> dict[str, Tensor]:
+        """The model's state dict holding the flat vector ``flat``."""
+        tensors = unflatten(self.shape, flat)
+        by_key = {key: tensors[name] for name, key in self.keys.items()}
+        return {key: by_key[key] for key in self.model.state_dict()}
+
+
+def train_population(jobs: Sequence[Job], *, backend: str = "auto",
+                     workers: int | None = None) -> list[FitResult]:
+    """Train every job; return their :class:`~rnnlab.train.FitResult` in job order.
+
+    ``backend``: ``"auto"`` (native when a C compiler is present, else torch),
+    ``"native"`` or ``"torch"``. ``workers``: threads for the native backend
+    (default: the CPUs this process may use). A job whose loss becomes non-finite
+    raises :class:`RnnlabError` as the trainer does, after the others finish.
+    """
+    results: dict[int, FitResult] = {}
+    for index, result in iter_population(jobs, backend=backend, workers=workers):
+        results[index] = result
+    return [results[i] for i in range(len(jobs))]
+
+
+def iter_population(jobs: Sequence[Job], *, backend: str = "auto",
+                    workers: int | None = None) -> Iterator[tuple[int, FitResult]]:
+    """Yield ``(job index, FitResult)`` as each job finishes (its files are written first).
+
+    Every job is checked before any training starts, so an unsupported job fails fast.
+    """
+    impl = get_backend(backend)
+    shapes = [check_supported(job, i) for i, job in enumerate(jobs)]
+    members = [_build(i, job, shape)
+               for i, (job, shape) in enumerate(zip(jobs, shapes, strict=True))]
+    groups = impl.group(members)
+    # Tiny models run fastest single-threaded; parallelism comes from running jobs side by side.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    errors: list[str] = []
+    n_workers = max(1, min(workers or _cpu_count(), len(groups))) if impl.parallel else 1
+    pool = concurrent.futures.ThreadPoolExecutor(n_workers)
+    # Set when the caller stops early (Ctrl-C, an error, an abandoned generator), so the
+    # workers stop at their next evaluation instead of training everything first.
+    stop = threading.Event()
+    try:
+        # Longest first, so no worker is left with one long job at the end.
+        ordered = sorted(groups, key=lambda g: -g.cost())
+        futures = [pool.submit(_run_group, impl, g, stop) for g in ordered]
+        for future in concurrent.futures.as_completed(futures):
+            for member, result in future.result():
+                if member.error is not None:
+                    errors.append(member.error)
+                else:
+                    yield member.index, result
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
+    if errors:
+        raise RnnlabError(errors[0] if len(errors) == 1
+                          else f"{len(errors)} jobs failed; first: {errors[0]}")
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------------- building
+def _build(index: int, job: Job, shape: Shape) -> Member:
+    cfg = job.train_config
+    model = seeded_model(job.model_config, cfg.seed)
+    rng = rng_state()
+    keys = _parameter_keys(model, shape, job.name or f"job {index}")
+    params = dict(model.named_parameters())
+    flat = flatten(shape, {name: params[key] for name, key in keys.items()})
+    train = as_split(job.train, "train")
+    dev = as_split(job.dev, "dev")
+    test = None if job.test is None else as_split(job.test, "test")
+    return Member(
+        index=index, job=job, shape=shape, schedule=make_schedule(cfg, len(train)),
+        model=model, keys=keys, rng=rng, train=train, dev=dev, test=test,
+        tokens=np.ascontiguousarray(train.inputs.numpy().astype(np.int32)),
+        labels=np.ascontiguousarray(train.targets.numpy().astype(np.int32)),
+        dev_tokens=np.ascontiguousarray(dev.inputs.numpy().astype(np.int32)),
+        params=flat, opt_a=torch.zeros_like(flat), opt_b=torch.zeros_like(flat),
+    )
+
+
+def _parameter_keys(model: nn.Module, shape: Shape, label: str) -> dict[str, str]:
+    """Which parameter of the model is which tensor of the kernel layout, by name and shape."""
+    named = dict(model.named_parameters())
+    expected = shape.torch_shapes()
+    found: dict[str, str] = {}
+    for key, param in named.items():
+        leaf = key.rsplit(".", 1)[-1]
+        if key.startswith("embedding."):
+            name = "embedding"
+        elif key.startswith("head."):
+            name = "head_weight" if leaf == "weight" else "head_bias"
+        elif leaf in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            name = leaf
+        else:
+            raise RnnlabError(f"{label}: the engine does not know the parameter {key!r}")
+        if name in found or tuple(param.shape) != expected[name]:
+            raise RnnlabError(f"{label}: unexpected parameter {key!r} of shape "
+                              f"{tuple(param.shape)} for the engine's model")
+        found[name] = key
+    missing = [n for n in NAMES if n not in found]
+    if missing:
+        raise RnnlabError(f"{label}: the model lacks {', '.join(missing)} for the engine")
+    return {name: found[name] for name in NAMES}
+
+
+# ---------------------------------------------------------------------- training
+def _run_group(impl: Any, group: Group, cancel: threading.Event
+               ) -> list[tuple[Member, FitResult | None]]:
+    """Train one group to the end, write its files, score its test splits.
+
+    Runs in a worker thread: it touches only its own members (never the global RNG).
+    """
+    start = 0
+    evals = group.members[0].schedule.evals
+    for stop in evals:
+        if all(m.stopped for m in group.members):
+            break
+        if cancel.is_set():
+            return []
+        began = time.perf_counter()
+        losses, failed = impl.train(group, start, stop)
+        spent = (time.perf_counter() - began) / len(group.members)
+        for i, member in enumerate(group.members):
+            if member.stopped:
+                continue
+            member.seconds += spent
+            if failed[i] >= 0:
+                _fail(member, start + int(failed[i]), float(losses[i, failed[i]]))
+                continue
+            member.done = stop
+            began = time.perf_counter()
+            _evaluate(impl, group, i, member, losses[i], start, stop)
+            member.seconds += time.perf_counter() - began
+        start = stop
+    done = []
+    for i, member in enumerate(group.members):
+        _write_outputs(member)
+        done.append((member, None if member.error else _result(impl, group, i, member)))
+    return done
+
+
+def _evaluate(impl: Any, group: Group, i: int, member: Member, losses: np.ndarray,
+              start: int, stop: int) -> None:
+    cfg, sched = member.config, member.schedule
+    train_loss = 0.0
+    for s, value in enumerate(losses.tolist()):
+        if cfg.reduction == "sum":
+            value /= int(sched.offsets[start + s + 1] - sched.offsets[start + s])
+        train_loss += value
+    train_loss /= stop - start
+    scores = score(impl.logits(group, i, member.dev_tokens), member.dev.targets,
+                   cfg.eval_batch_size)
+    value = scores[METRIC]
+    nb = sched.batches_per_epoch
+    record = {"step": stop, "epoch": (stop + nb - 1) // nb, "train_loss": train_loss,
+              "dev_loss": scores["loss"], f"dev_{METRIC}": value}
+    improved = math.isfinite(value) and (member.best_score is None or value > member.best_score)
+    if improved:
+        member.best_score, member.best_step = value, stop
+    member.history.append(record)
+    if cfg.early_stop_patience is not None:
+        member.bad_evaluations = 0 if improved else member.bad_evaluations + 1
+        if member.bad_evaluations >= cfg.early_stop_patience:
+            member.stopped_early = member.stopped = True
+    if stop == sched.total_steps:
+        member.stopped = True
+    snap = _snapshot(member, in_loop=stop in sched.in_loop_evals)
+    if improved:
+        member.best = snap
+    member.last = snap
+
+
+def score(logits: Tensor, targets: Tensor, eval_batch_size: int) -> dict[str, float]:
+    """``Trainer.evaluate``'s numbers from precomputed logits: the same batches and sums."""
+    loss_sum, terms, metric_sum, metric_terms = 0.0, 0, 0.0, 0
+    for start, stop in batch_ranges(len(targets), eval_batch_size):
+        out, y = logits[start:stop], targets[start:stop]
+        loss, count = compute_loss(out, y, None, "cross_entropy", "sum")
+        loss_sum, terms = loss_sum + float(loss), terms + count
+        value, count = metric_sum_count(out, y, None, METRIC)
+        metric_sum, metric_terms = metric_sum + value, metric_terms + count
+    return {"loss": loss_sum / max(terms, 1), METRIC: metric_sum / max(metric_terms, 1)}
+
+
+def _snapshot(member: Member, in_loop: bool) -> Snapshot:
+    return Snapshot(
+        params=member.params.clone(), opt_a=member.opt_a.clone(), opt_b=member.opt_b.clone(),
+        step=member.done, in_loop=in_loop, best_score=member.best_score,
+        best_step=member.best_step, history=[dict(r) for r in member.history],
+        bad_evaluations=member.bad_evaluations, stopped_early=member.stopped_early,
+        seconds=member.seconds)
+
+
+def _fail(member: Member, step0: int, value: float) -> None:
+    """The trainer's message for a non-finite loss at (0-based) step ``step0``."""
+    member.stopped = True
+    nb = member.schedule.batches_per_epoch
+    what = "nan" if math.isnan(value) else "infinite"
+    where = f"loss became {what} at step {step0 + 1} (epoch {step0 // nb + 1})"
+    path = out_path(member.job)
+    if path is None:
+        kept = "no out_dir was given, so no checkpoint was kept"
+    elif member.last is None:
+        kept = "no checkpoint had been written yet"
+    else:
+        kept = f"the last good checkpoint is kept at {path / LAST} (step {member.last.step})"
+    label = member.job.name or f"job {member.index}"
+    member.error = (f"{label}: {where}; {kept}; try a lower learning rate or gradient "
+                    "clipping (clip_norm)")
+
+
+# ---------------------------------------------------------------------- outputs
+def _result(impl: Any, group: Group, i: int, member: Member) -> FitResult:
+    """The trainer's fit result; the test split scored as ``Trainer.evaluate`` scores it,
+    on the best parameters (``restore_best``) or the last."""
+    cfg = member.config
+    final = member.last
+    assert final is not None
+    test = None
+    if member.test is not None:
+        chosen = member.best if cfg.restore_best and member.best is not None else final
+        tokens = np.ascontiguousarray(member.test.inputs.numpy().astype(np.int32))
+        logits = impl.logits(group, i, tokens, params=chosen.params)
+        test = score(logits, member.test.targets, cfg.eval_batch_size)
+    return FitResult(
+        metric=METRIC, best_dev_metric=member.best_score, best_step=member.best_step,
+        steps=final.step, epochs=final.step // member.schedule.batches_per_epoch,
+        seconds=round(member.seconds, 3), stopped_early=member.stopped_early,
+        resumed_from_step=None, test=test, history=list(member.history))
+
+
+def _write_outputs(member: Member) -> None:
+    """``metrics.csv``, ``best.pt`` and ``last.pt`` as the trainer leaves them."""
+    path = out_path(member.job)
+    if path is None:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    write_csv(path / "metrics.csv", COLUMNS,
+              [{key: csv_value(r.get(key)) for key in COLUMNS} for r in member.history])
+    if member.best is not None:
+        save_checkpoint(_checkpoint(member, member.best, "best"), path / BEST)
+    if member.last is not None:
+        save_checkpoint(_checkpoint(member, member.last, "last", finished=member.error is None),
+                        path / LAST)
+
+
+def _checkpoint(member: Member, snap: Snapshot, kind: str, finished: bool = False
+                ) -> dict[str, Any]:
+    """The dict ``Trainer.checkpoint_state`` would return at ``snap``, built by that method."""
+    cfg, sched = member.config, member.schedule
+    nb, n = sched.batches_per_epoch, sched.n_train
+    trainer = Trainer(cfg)
+    model = member.model
+    model.load_state_dict(member.state_dict(snap.params))
+    trainer.model = model
+    trainer.optimizer = _optimizer(member, snap)
+    if snap.in_loop and not finished and snap.step > 0:
+        epoch = (snap.step - 1) // nb
+        in_epoch = snap.step - epoch * nb
+    else:
+        epoch, in_epoch = snap.step // nb, snap.step % nb
+    trainer.state = TrainState(
+        step=snap.step, epoch=epoch, batch_in_epoch=in_epoch, best_score=snap.best_score,
+        best_step=snap.best_step, last_eval_step=snap.step if snap.history else 0,
+        stopped_early=snap.stopped_early, finished=finished, seconds=snap.seconds,
+        history=[dict(r) for r in snap.history])
+    drawn = (snap.step - 1) // nb + 1 if snap.step > 0 else 0
+    trainer._generator.set_state(generator_after(cfg, n, drawn))
+    trainer._order = epoch_orders(cfg, n, drawn)[-1] if drawn else None
+    if kind == "last" and member.best is not None:
+        trainer._best_model = member.state_dict(member.best.params)
+    trainer._n_train = n
+    trainer.metric = METRIC
+    meta = dict(member.job.meta)
+    model_config = getattr(model, "config", None)
+    if "model_config" not in meta and model_config is not None:
+        meta["model_config"] = config_dict(model_config)
+    trainer.meta = meta
+    if cfg.early_stop_patience is not None:
+        stopper = EarlyStopping(cfg.early_stop_patience)
+        stopper.bad_evaluations = snap.bad_evaluations
+        trainer.callbacks = [stopper]
+    # The global generators as they stood when this job's model was built (the trainer
+    # draws nothing from them while training), not as they stand in this thread now.
+    return {**trainer.checkpoint_state(kind), "rng": member.rng}
+
+
+def _optimizer(member: Member, snap: Snapshot) -> torch.optim.Optimizer:
+    """A torch optimiser over the model holding the snapshot's optimiser state."""
+    cfg = member.config
+    optimizer = make_optimizer(cfg, member.model)
+    if snap.step == 0:
+        return optimizer
+    named = dict(member.model.named_parameters())
+    first = unflatten(member.shape, snap.opt_a)
+    second = unflatten(member.shape, snap.opt_b)
+    for name, key in member.keys.items():
+        param = named[key]
+        if cfg.optimizer == "adam":
+            optimizer.state[param] = {"step": torch.tensor(float(snap.step)),
+                                      "exp_avg": first[name], "exp_avg_sq": second[name]}
+        elif cfg.momentum != 0:
+            optimizer.state[param] = {"momentum_buffer": first[name]}
+    return optimizer

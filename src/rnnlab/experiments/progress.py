@@ -1,0 +1,88 @@
+"""Progress of a long experiment: runs done / total, elapsed time, estimate.
+
+On a terminal one status line is redrawn in place after every finished run. In
+a log (not a TTY) or under CI the line would only be noise, so it stays quiet
+and :meth:`Progress.close` prints one final line instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import TextIO
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def interactive(stream: TextIO) -> bool:
+    """Whether ``stream`` is a terminal a person watches (not a log, not CI)."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+class Progress:
+    """Counts finished runs; ``todo`` of ``total`` runs are trained in this call.
+
+    The estimate is elapsed time per run trained so far times the runs left,
+    which is honest enough when runs are alike and says nothing before the
+    first run ends.
+    """
+
+    def __init__(self, total: int, todo: int, *, stream: TextIO | None = None,
+                 enabled: bool | None = None) -> None:
+        self.total, self.todo = total, todo
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = interactive(self.stream) if enabled is None else enabled
+        self.done = 0
+        self.started = time.monotonic()
+        self._width = 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def line(self, note: str = "") -> str:
+        reused = self.total - self.todo
+        done = reused + self.done
+        text = f"[{done}/{self.total} runs] {_clock(self.elapsed)} elapsed"
+        if 0 < self.done < self.todo:
+            left = self.elapsed / self.done * (self.todo - self.done)
+            text += f", about {_clock(left)} left"
+        return f"{text}  {note}" if note else text
+
+    def start(self, note: str = "") -> None:
+        """Draw the first line, so a terminal shows something before the first run ends."""
+        self._draw(note or f"training {self.todo} runs")
+
+    def update(self, n: int = 1, note: str = "") -> None:
+        self.done += n
+        self._draw(note)
+
+    def _draw(self, note: str) -> None:
+        if self.enabled:
+            # A line wider than the terminal wraps, and "\r" then redraws only its tail.
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            text = self.line(note)[:width]
+            pad = max(0, self._width - len(text))
+            self.stream.write("\r" + text + " " * pad)
+            self.stream.flush()
+            self._width = len(text)
+
+    def close(self) -> str:
+        """End the status line and print the final one (always, TTY or not)."""
+        reused = self.total - self.todo
+        final = (f"{self.total} runs: {self.done} trained in {self.elapsed:.1f} s, "
+                 f"{reused} already finished")
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+        self.stream.write(final + "\n")
+        self.stream.flush()
+        return final

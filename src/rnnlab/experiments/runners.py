@@ -1,0 +1,128 @@
+"""How grid points get trained: one function per engine, all with one signature.
+
+A runner takes the specs still to train and the folder for run directories,
+and yields a :class:`~rnnlab.experiments.memory.RunResult` as each run
+finishes. Every runner leaves, per run, ``runs/<run_id>/metrics.csv`` (the
+curves of the report) and the run's configuration, and derives everything from
+the spec alone, so which engine trained a run never changes its result beyond
+float tolerance.
+
+* ``fast`` (the default): the lock-step engine, :mod:`rnnlab.engine`, which trains
+  the whole list at once, each model exactly as the trainer would.
+* ``loop``: the ordinary :class:`rnnlab.train.Trainer`, one model at a time; the
+  reference the engine is checked against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rnnlab.errors import RnnlabError
+from rnnlab.experiments.memory import RunResult, RunSpec
+
+
+def task_for(spec: RunSpec):
+    """The DigitSum task of a spec (its length and split sizes)."""
+    from rnnlab.tasks import get_task
+
+    return get_task(spec.task, length=spec.length, k_train=spec.k_train, k_dev=spec.k_dev,
+                    k_test=spec.k_test)
+
+
+def model_config_for(spec: RunSpec, task: Any):
+    """The model of a spec: embedding -> cell -> linear head on the last state."""
+    return task.model_config(cell=spec.cell, hidden_size=spec.hidden_size,
+                             embedding_dim=spec.embedding_dim, init=spec.init,
+                             **dict(spec.model_extra))
+
+
+def train_config_for(spec: RunSpec):
+    """The trainer's configuration of a spec; quiet, because the experiment shows
+    its own progress over runs."""
+    from rnnlab.train import TrainConfig
+
+    return TrainConfig(**{
+        **dict(spec.train_extra), "epochs": spec.epochs, "batch_size": spec.batch_size,
+        "lr": spec.lr, "optimizer": spec.optimizer, "clip_norm": spec.clip,
+        "eval_every": spec.eval_every, "shuffle": spec.shuffle, "seed": spec.seed,
+        "progress": "off"})
+
+
+def run_meta(spec: RunSpec, task: Any, model_config: Any) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild the run, in the keys ``rnnlab train`` uses,
+    so ``rnnlab evaluate`` and ``rnnlab predict`` work on a memory run's folder."""
+    return {"task": task.name,
+            "task_params": {"length": spec.length, "k_train": spec.k_train,
+                            "k_dev": spec.k_dev, "k_test": spec.k_test},
+            "model_config": dataclasses.asdict(model_config),
+            "seed": spec.seed, "data_seed": spec.seed, "memory_spec": spec.asdict()}
+
+
+def write_spec(run_dir: Path, spec: RunSpec) -> None:
+    """``spec.json``: the run's hash and everything it was computed from."""
+    from rnnlab.io import atomic_write_json
+
+    atomic_write_json(run_dir / "spec.json", {"config_hash": spec.config_hash, **spec.asdict()})
+
+
+def loop_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]:
+    """Train each spec alone with the ordinary trainer (the reference engine)."""
+    from rnnlab.train import Trainer, seeded_model
+
+    for spec in specs:
+        task = task_for(spec)
+        splits = task.splits(seed=spec.seed)
+        start = time.perf_counter()
+        model_config = model_config_for(spec, task)
+        model = seeded_model(model_config, spec.seed)
+        run_dir = runs_dir / spec.run_id
+        # A fresh start: a folder left by a killed run is overwritten, not resumed,
+        # so the result never depends on where the earlier attempt stopped.
+        fit = Trainer(train_config_for(spec)).fit(
+            model, splits["train"], splits["dev"], test=splits["test"], out_dir=run_dir,
+            meta=run_meta(spec, task, model_config))
+        seconds = time.perf_counter() - start
+        write_spec(run_dir, spec)
+        yield RunResult(spec, best_dev_accuracy=float(fit.best_score),
+                        test_accuracy=float(fit.test["accuracy"]), steps=int(fit.steps),
+                        seconds=seconds, engine="loop")
+
+
+def fast_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]:
+    """Train all specs at once with the lock-step engine (:mod:`rnnlab.engine`).
+
+    The engine trains each job exactly as the trainer would alone and writes the
+    trainer's files into the job's folder, so only ``spec.json`` is added here.
+    """
+    from rnnlab.engine import Job, iter_population
+
+    jobs = []
+    for spec in specs:
+        task = task_for(spec)
+        splits = task.splits(seed=spec.seed)
+        model_config = model_config_for(spec, task)
+        jobs.append(Job(splits["train"], splits["dev"], model_config, train_config_for(spec),
+                        test=splits["test"], out_dir=runs_dir / spec.run_id,
+                        meta=run_meta(spec, task, model_config), name=spec.run_id))
+    for index, fit in iter_population(jobs):
+        spec = specs[index]
+        write_spec(runs_dir / spec.run_id, spec)
+        yield RunResult(spec, best_dev_accuracy=float(fit.best_score),
+                        test_accuracy=float(fit.test["accuracy"]), steps=int(fit.steps),
+                        seconds=float(fit.seconds), engine="fast")
+
+
+ENGINES: dict[str, Callable[[Sequence[RunSpec], Path], Iterator[RunResult]]] = {
+    "fast": fast_runner,
+    "loop": loop_runner,
+}
+
+
+def get_runner(engine: str) -> Callable[[Sequence[RunSpec], Path], Iterator[RunResult]]:
+    if engine not in ENGINES:
+        raise RnnlabError(f"unknown engine {engine!r}; known engines: {', '.join(ENGINES)}")
+    return ENGINES[engine]
