@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rnnlab.cells.init import init_names
 from rnnlab.errors import RnnlabError
 from rnnlab.experiments.memory import (
     DEFAULT_CELLS,
@@ -65,7 +66,7 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--clip", type=float,
               help="Clip the global gradient norm to this value (0: no clipping).")
 @click.option("--eval-every", type=int, help="Evaluate on dev every N steps.")
-@click.option("--init", help="Cell initialiser (zeros, torch, orthogonal, normal, xavier).")
+@click.option("--init", type=click.Choice(init_names()), help="Cell initialiser.")
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle training batches.")
 @click.option("--k-train", type=int, help="DigitSum copies per digit pair in train (100*k).")
 @click.option("--k-dev", type=int, help="Copies per digit pair in dev.")

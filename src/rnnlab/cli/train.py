@@ -23,6 +23,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from rnnlab.cells.init import init_names
 from rnnlab.errors import RnnlabError, check
 from rnnlab.protocols import get_protocol, protocol_names
 
@@ -141,7 +142,7 @@ def task_params_from_options(task_cls: type, length: int | None,
 @click.option("--hidden", type=click.IntRange(min=1), help="Hidden units.")
 @click.option("--embedding", type=click.IntRange(min=1), help="Token embedding size.")
 @click.option("--layers", type=click.IntRange(min=1), help="Stacked recurrent layers.")
-@click.option("--init", help="Cell initialiser: zeros, torch, orthogonal, normal, xavier.")
+@click.option("--init", type=click.Choice(init_names()), help="Cell initialiser.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Examples per step.")
@@ -168,8 +169,8 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     """Train one model on TASK; write metrics.csv, best.pt, last.pt and summary.json.
 
     Options left out take the --protocol's values: 'default' is a careful single run
-    (hidden and embedding 32, Adam 3e-3, batch 32, shuffled, clip 1, 100 epochs; for
-    DigitSum 1,000/500/2,000 examples); 'nndl' is seed 004 (zero-initialised SRN,
+    (hidden and embedding 32, Keras-style init, Adam 5e-3, batch 32, shuffled, clip 1,
+    100 epochs; for DigitSum 1,000/500/2,000 examples); 'nndl' is seed 004 (zero-initialised SRN,
     Adam 1e-3, batch 8, no shuffling, 500 epochs, 300/100/100 examples).
 
     \b
