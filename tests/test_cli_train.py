@@ -194,7 +194,7 @@ def _one_line_error(err: str) -> bool:
     (["train", "digitsum", "--task-param", "k_test"], "expects KEY=VALUE"),
     (["train", "digitsum", "--task-param", "size=3"], "has no parameter 'size'"),
     (["train", "digitsum", "--task-param", "k_test=many"], "expected a whole number"),
-    (["train", "digitsum", "--init", "ones"], "unknown initialiser 'ones'"),
+    (["train", "digitsum", "--init", "ones"], "'ones' is not one of 'keras', 'normal'"),
     (["evaluate", "/nonexistent/run"], "no run folder at /nonexistent/run"),
     (["predict", "/nonexistent/run", "--sequence", "1 2 3"], "no run folder"),
     (["predict", ".", "--file", "/nonexistent.txt"], "no such file"),
