@@ -47,9 +47,7 @@ class Adding(Task):
     def __post_init__(self) -> None:
         check(self.length >= 2,
               f"length must be at least 2 so both halves hold a marked value, got {self.length}")
-        for split in ("n_train", "n_dev", "n_test"):
-            size = getattr(self, split)
-            check(size >= 1, f"{split} must be at least 1, got {size}")
+        self.check_split_sizes()
 
     @property
     def input_size(self) -> int:

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from rnnlab.errors import check
+
 
 @dataclass
 class SplitData:
@@ -45,6 +47,12 @@ class Task:
     seed_doc: ClassVar[str] = ""  # which seed document the task comes from
 
     params: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def check_split_sizes(self, names: tuple[str, ...] = ("n_train", "n_dev", "n_test")) -> None:
+        """Raise :class:`RnnlabError` unless every split size field is at least 1."""
+        for name in names:
+            size = getattr(self, name)
+            check(size >= 1, f"{name} must be at least 1, got {size}")
 
     # --- sizes -------------------------------------------------------------------------
     @property

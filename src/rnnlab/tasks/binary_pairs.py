@@ -60,9 +60,7 @@ class BinaryPairs(Task):
         check(self.length > self.lag,
               f"length must be greater than lag={self.lag} so some step sees an earlier bit, "
               f"got {self.length}")
-        for split in ("n_train", "n_dev", "n_test"):
-            size = getattr(self, split)
-            check(size >= 1, f"{split} must be at least 1, got {size}")
+        self.check_split_sizes()
 
     @property
     def input_size(self) -> int:

@@ -58,9 +58,7 @@ class Burst(Task):
               f"length must exceed max_start + burst_width = "
               f"{self.max_start + self.burst_width:g} so every burst ends inside the "
               f"sequence, got {self.length}")
-        for split in ("n_train", "n_dev", "n_test"):
-            size = getattr(self, split)
-            check(size >= 1, f"{split} must be at least 1, got {size}")
+        self.check_split_sizes()
 
     @property
     def input_size(self) -> int:

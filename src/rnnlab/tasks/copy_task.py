@@ -72,9 +72,7 @@ class Copy(Task):
         check(self.alphabet >= 2,
               f"alphabet must have at least 2 symbols so there is something to remember, "
               f"got {self.alphabet}")
-        for split in ("n_train", "n_dev", "n_test"):
-            size = getattr(self, split)
-            check(size >= 1, f"{split} must be at least 1, got {size}")
+        self.check_split_sizes()
 
     @property
     def total_length(self) -> int:

@@ -49,9 +49,7 @@ class SinCos(Task):
     def __post_init__(self) -> None:
         check(self.length >= 2, f"length must be at least 2 steps per chunk, got {self.length}")
         check(self.span > 0, f"span must be a positive number of radians, got {self.span}")
-        for split in ("n_train", "n_dev", "n_test"):
-            size = getattr(self, split)
-            check(size >= 1, f"{split} must be at least 1, got {size}")
+        self.check_split_sizes()
 
     @property
     def input_size(self) -> int:

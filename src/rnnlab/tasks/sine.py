@@ -60,9 +60,7 @@ class Sine(Task):
         check(self.span > 0, f"span must be a positive number of radians, got {self.span}")
         check(self.max_start >= (1 if self.integer_start else 0),
               f"max_start must be >= {1 if self.integer_start else 0}, got {self.max_start}")
-        for split in ("n_train", "n_dev", "n_test"):
-            size = getattr(self, split)
-            check(size >= 1, f"{split} must be at least 1, got {size}")
+        self.check_split_sizes()
 
     @property
     def input_size(self) -> int:
