@@ -58,6 +58,14 @@ def test_json_prints_the_summary(tmp_path, capsys):
     assert json.loads(out) == json.loads((tmp_path / "r" / "summary.json").read_text())
 
 
+def test_clip_norm_zero_turns_off_the_protocols_clipping(tmp_path, capsys):
+    base = ["train", "digitsum", *TINY, "--max-steps", "2", "--json"]
+    code, out, _ = run(capsys, *base, "--out", str(tmp_path / "a"))
+    assert code == 0 and json.loads(out)["train_config"]["clip_norm"] == 1.0  # the protocol's
+    code, out, _ = run(capsys, *base, "--clip-norm", "0", "--out", str(tmp_path / "b"))
+    assert code == 0 and json.loads(out)["train_config"]["clip_norm"] is None
+
+
 def test_protocol_nndl_sets_the_seed_hyperparameters_and_options_override(tmp_path, capsys):
     code, out, _ = run(capsys, "train", "digitsum", "--protocol", "nndl", "--length", "4",
                        "--max-steps", "5", "--batch-size", "16", "--json",

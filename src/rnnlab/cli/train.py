@@ -148,8 +148,8 @@ def task_params_from_options(task_cls: type, length: int | None,
 @click.option("--batch-size", type=click.IntRange(min=1), help="Examples per step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
-@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True),
-              help="Clip the global gradient norm to this value.")
+@click.option("--clip-norm", type=click.FloatRange(min=0),
+              help="Clip the global gradient norm to this value (0: no clipping).")
 @click.option("--eval-every", type=click.IntRange(min=1), help="Evaluate on dev every N steps.")
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle the training split.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -188,6 +188,8 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
                    if _given(ctx, opt)}
     given_train = {field: options[opt] for opt, field in _TRAIN_OPTIONS.items()
                    if _given(ctx, opt)}
+    if given_train.get("clip_norm") == 0:
+        given_train["clip_norm"] = None  # 0 turns off the protocol's clipping
     given_task = task_params_from_options(task_cls, length, task_param, data_dir)
     data_seed = seed if data_seed is None else data_seed
 
