@@ -207,8 +207,12 @@ def _one_line_error(err: str) -> bool:
     (["predict", "/nonexistent/run", "--sequence", "1 2 3"], "no run folder"),
     (["predict", ".", "--file", "/nonexistent.txt"], "no such file"),
     (["predict", ".", "--sequence", "1 x 3"], "expected whole numbers"),
+    (["predict", ".", "--file", "BINARY"], "is not a UTF-8 text file"),
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, args, message):
+    if "BINARY" in args:
+        (tmp_path / "binary").write_bytes(b"\xff\xfe1 2 3\n")
+        args = [str(tmp_path / "binary") if a == "BINARY" else a for a in args]
     code, out, err = run(capsys, *args, *(["--out", str(tmp_path / "o")]
                                           if args[0] == "train" else []))
     assert code == 2 and message in err and _one_line_error(err)
@@ -220,6 +224,9 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, args, message):
     (["train", "digitsum", "--epochs", "0"], "0 is not in the range x>=1"),
     (["train", "digitsum", "--lr", "fast"], "'fast' is not a valid float"),
     (["train", "digitsum", "--lr", "0"], "--lr"),
+    (["train", "adding", "--seed", "99999999999999999999999"], "not in the range"),
+    (["train", "digitsum", "--data-seed", "-1"], "not in the range"),
+    (["recipe", "sine", "--fast", "--seed", "99999999999999999999999"], "not in the range"),
 ])
 def test_bad_options_exit_2_without_traceback(capsys, args, message):
     code, _, err = run(capsys, *args)
@@ -245,3 +252,37 @@ def test_the_console_script(tmp_path):
     bad = subprocess.run([str(script), "train", "digitsum", "--length", "1x"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--length" in bad.stderr
+
+
+def test_unwritable_out_and_negative_seed_are_one_line_errors(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder\n")
+    code, _, err = run(capsys, "train", "digitsum", *TINY,
+                       "--out", str(tmp_path / "a-file" / "run"))
+    assert code == 2 and "cannot create the folder" in err and _one_line_error(err)
+    code, _, err = run(capsys, "train", "digitsum", *TINY, "--seed", "-1",
+                       "--out", str(tmp_path / "neg"))
+    assert code == 2 and "'--seed': -1 is not in the range" in err and _one_line_error(err)
+    assert not (tmp_path / "neg" / "summary.json").exists()
+
+
+def test_resume_without_last_pt_does_not_overwrite_a_finished_run(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "digitsum", *TINY, "--out", str(out)]) == 0
+    (out / "last.pt").unlink()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run(capsys, "train", "digitsum", *TINY, "--resume", "--out", str(out))
+    assert code == 2 and "no last.pt to continue from" in err and _one_line_error(err)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_predict_gives_one_tag_per_step_of_each_sequence(tmp_path, capsys):
+    out = tmp_path / "copy"
+    assert main(["train", "copy", "--length", "3", "--task-param", "n_symbols=2",
+                 "--task-param", "n_train=16", "--task-param", "n_dev=4",
+                 "--task-param", "n_test=4", "--hidden", "8", "--embedding", "4",
+                 "--max-steps", "1", "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    code, printed, _ = run(capsys, "predict", str(out), "--sequence", "1 2 0",
+                           "--sequence", "1 2 0 0 9 0 0", "--json")
+    rows = json.loads(printed)
+    assert code == 0 and [len(r["prediction"]) for r in rows] == [3, 7]

@@ -101,6 +101,8 @@ def test_files_of_mixed_lengths_get_lengths(tmp_path):
     ("1 2 12\t3\n", "line 1: '12' is not a digit 0-9"),
     ("1 2 0\t19\n", "line 1: label '19' is not a sum 0-18"),
     ("1 2 0\t\n", "line 1: label '' is not a sum 0-18"),
+    ("1 2 0\t\u00b2\n", "line 1: label '\u00b2' is not a sum 0-18"),  # isdigit, not int
+    ("1 \u00b2 0\t3\n", "line 1: '\u00b2' is not a digit 0-9"),
     ("\n\n", "holds no examples"),
 ])
 def test_malformed_files_name_file_and_line(tmp_path, text, message):
@@ -154,3 +156,13 @@ def test_memoryless_baseline_is_majority_label_given_last_digit():
 def test_model_config_fits_the_task():
     config = DigitSum(length=5).model_config(cell="gru", hidden_size=8)
     assert (config.vocab_size, config.num_outputs, config.head) == (10, 19, "classify")
+
+
+def test_binary_file_and_negative_seed_are_user_errors(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_bytes(b"\xff\xfe1 2 0\t3\n")
+    with pytest.raises(RnnlabError, match="is not a UTF-8 text file") as info:
+        read_file(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(RnnlabError, match="seed must be a whole number >= 0"):
+        get_task("digitsum", length=5).splits(-1)

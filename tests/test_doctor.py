@@ -248,3 +248,33 @@ def test_memoryless_baseline_counts_what_the_current_input_gives():
     assert result["metric"] == "accuracy"
     assert result["memoryless"] == pytest.approx(0.75)
     assert result["chance"] == pytest.approx(0.75)
+
+
+def test_out_that_cannot_be_a_folder_fails_before_the_script_runs(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x\n")
+    script = tmp_path / "ran.py"
+    script.write_text(f"open({str(tmp_path / 'ran.txt')!r}, 'w').close()\n")
+    assert main(["doctor", str(script), "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create the output folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ran.txt").exists()
+
+
+def test_run_script_leaves_the_process_as_it_found_it(tmp_path, monkeypatch):
+    import os
+    import signal
+    import sys
+
+    import torch.nn.functional as F
+
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    script = tmp_path / "boom.py"
+    script.write_text("import torch\nraise ValueError('boom')\n")
+    before = (F.cross_entropy, torch.Tensor.backward, sys.argv[:], sys.path[:],
+              signal.getsignal(signal.SIGALRM))
+    report = doctor.run_script(script, max_steps=5)
+    assert report.codes()[0] == "script-error"
+    assert (F.cross_entropy, torch.Tensor.backward, sys.argv[:], sys.path[:],
+            signal.getsignal(signal.SIGALRM)) == before
+    assert "MPLBACKEND" not in os.environ

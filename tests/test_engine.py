@@ -199,3 +199,34 @@ def test_nonfinite_loss_stops_with_the_trainers_message(tmp_path):
     assert (tmp_path / "engine" / "job1" / "best.pt").is_file()
     rows = read_csv(tmp_path / "engine" / "job1" / "metrics.csv")
     assert math.isfinite(float(rows[-1]["dev_loss"]))
+
+
+@pytest.fixture
+def fresh_kernel_cache(monkeypatch):
+    from rnnlab.engine import native
+
+    monkeypatch.setattr(native, "_CACHE", {})
+    monkeypatch.setattr(native, "_ERRORS", {})
+    monkeypatch.delenv("RNNLAB_ENGINE_BACKEND", raising=False)
+    return native
+
+
+def test_unwritable_kernel_cache_still_builds_the_kernel(tmp_path, monkeypatch,
+                                                         fresh_kernel_cache):
+    native = fresh_kernel_cache
+    if native._compiler() is None:
+        pytest.skip("no C compiler")
+    blocker = tmp_path / "file"
+    blocker.write_text("x\n")
+    monkeypatch.setenv("RNNLAB_CACHE_DIR", str(blocker / "cache"))
+    assert native.load() is not None, native.why_unavailable()
+    assert get_backend("auto").name == "native"
+
+
+def test_no_compiler_falls_back_to_torch(monkeypatch, fresh_kernel_cache):
+    monkeypatch.setattr(fresh_kernel_cache, "_compiler", lambda: None)
+    assert fresh_kernel_cache.load() is None
+    assert "no C compiler" in fresh_kernel_cache.why_unavailable()
+    assert get_backend("auto").name == "torch"
+    with pytest.raises(RnnlabError, match="not available"):
+        get_backend("native")

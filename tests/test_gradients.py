@@ -93,3 +93,14 @@ def test_doctor_flags_the_unclipped_explosion_and_not_the_clipped_run():
         codes[clip] = {f.code for f in doc.report.findings}
     assert "exploding-gradient" in codes[None]
     assert "exploding-gradient" not in codes[5.0]
+
+
+@pytest.mark.parametrize("command", ["explosion", "vanishing", "gates"])
+def test_out_that_cannot_be_a_folder_is_a_user_error(tmp_path, capsys, command):
+    from rnnlab.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x\n")
+    assert main(["gradients", command, "--fast", "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create the output folder" in err and len(err.strip().splitlines()) == 1

@@ -157,6 +157,18 @@ def test_memory_horizon(means, expected):
     assert memory_horizon(means, 0.9) == expected
 
 
+def test_a_mean_equal_to_the_threshold_passes_despite_rounding():
+    # 0.85, 0.95 and 0.9 average to 0.8999999999999999 in floating point.
+    rows = [{"cell": "srn", "length": 5, "seed": k, "best_dev_accuracy": a, "test_accuracy": a}
+            for k, a in enumerate((0.85, 0.95, 0.9))]
+    summary = summarize(MemoryConfig(cells=("srn",), lengths=(5,), seeds=3), rows)
+    assert summary["cells"]["srn"]["horizon"] == 5
+    assert "remembers at least 5" in summary["cells"]["srn"]["horizon_text"]
+    from rnnlab.report.html import _summary_table
+
+    assert 'class="pass"' in _summary_table(summary)
+
+
 def test_horizon_sentences():
     assert horizon_sentence("lstm", {5: 1.0, 35: 0.97}, 0.9).startswith(
         "LSTM remembers at least 35 steps")

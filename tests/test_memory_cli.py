@@ -89,3 +89,13 @@ def test_bad_grid_is_one_line_and_exit_2_before_training(tmp_path, capsys, optio
     assert words in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert not out.exists()
+
+
+def test_out_that_cannot_be_created_is_one_line_and_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder\n")
+    assert main(["memory", *TINY, "--out", str(blocker / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create the folder" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert blocker.read_text() == "not a folder\n"

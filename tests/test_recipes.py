@@ -106,3 +106,8 @@ def test_cli(tmp_path, capsys):
     assert main(["recipe", "burst", "--set", "iterations=many"]) == 2
     assert "expected a whole number" in capsys.readouterr().err
     assert main(["recipe", "sin-cos", "--data-dir", str(tmp_path)]) == 2
+    capsys.readouterr()
+    (tmp_path / "a-file").write_text("not a folder\n")
+    assert main(["recipe", "burst", "--fast", "--out", str(tmp_path / "a-file" / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create the folder" in err and "Traceback" not in err

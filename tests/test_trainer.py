@@ -341,3 +341,25 @@ def test_progress_bar_only_on_a_terminal_and_never_under_ci(monkeypatch):
     assert progress_wanted("auto") and not progress_wanted("off")
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)
     assert not progress_wanted("auto")
+
+
+def test_resume_with_early_stopping_stops_where_the_uninterrupted_run_stops(tmp_path):
+    # last.pt must hold the early-stopping count of the evaluation it was written at;
+    # one evaluation behind, a resumed run stops later than an uninterrupted one.
+    splits = digitsum()
+    train = splits["train"].subset(torch.arange(64))
+    dev = splits["dev"].subset(torch.arange(20))
+    config = TrainConfig(epochs=40, batch_size=16, lr=0.05, eval_every=1,
+                         early_stop_patience=2, seed=2, **QUIET)
+    reference = small_model(seed=2)
+    ref = Trainer(config).fit(reference, train, dev, out_dir=tmp_path / "ref")
+    assert ref.stopped_early and ref.steps < 160
+    for crash_step in range(2, ref.steps):
+        run = tmp_path / f"run{crash_step}"
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(config, callbacks=[CrashAt(crash_step)]).fit(
+                small_model(seed=2), train, dev, out_dir=run)
+        model = small_model(seed=2)
+        resumed = Trainer(config).fit(model, train, dev, out_dir=run, resume=True)
+        assert (resumed.steps, resumed.stopped_early) == (ref.steps, True), crash_step
+        assert params_equal(model, reference)

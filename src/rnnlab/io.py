@@ -17,12 +17,24 @@ from typing import Any
 
 import torch
 
+from rnnlab.errors import RnnlabError
+
 
 def _default_mode() -> int:
     """The mode ``open()`` would give a new file under the current umask."""
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` (and its parents); one that cannot be made is a user error."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RnnlabError(f"cannot create the folder {path}: {err.strerror or err}") from err
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

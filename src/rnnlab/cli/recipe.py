@@ -72,6 +72,9 @@ def _recipe_command(name: str) -> click.Command:
             overrides["data_dir"] = str(data_dir)
         folder = out or Path("runs") / "recipes" / (f"{name}-fast" if fast else name)
         click.echo(f"recipe {name}{' (fast)' if fast else ''} -> {folder}", err=True)
+        from rnnlab.io import ensure_dir
+
+        ensure_dir(folder)
         result = run_recipe(name, folder, fast=fast, **overrides)
         better = "beats" if result.beats_baseline else "does not beat"
         click.echo(f"{name}, {result.model}: test {result.metric} {result.score:.4f}, {better} "
@@ -84,7 +87,8 @@ def _recipe_command(name: str) -> click.Command:
                      help="Folder for the results [runs/recipes/NAME]."),
         click.Option(["--fast"], is_flag=True,
                      help="A seconds-long check run with smaller settings, not the seed's."),
-        click.Option(["--seed"], type=int, help="Random seed [the recipe's]."),
+        click.Option(["--seed"], type=click.IntRange(0, 2**32 - 1),
+                     help="Random seed [the recipe's]."),
         click.Option(["--set", "settings"], multiple=True, metavar="KEY=VALUE",
                      help="Any other setting, e.g. iterations=200 (repeatable; see "
                           "`rnnlab recipe list --verbose`)."),

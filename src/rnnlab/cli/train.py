@@ -33,6 +33,9 @@ _MODEL_OPTIONS = {"cell": "cell", "hidden": "hidden_size", "layers": "num_layers
 _TRAIN_OPTIONS = {"epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size",
                   "lr": "lr", "optimizer": "optimizer", "clip_norm": "clip_norm",
                   "eval_every": "eval_every", "shuffle": "shuffle"}
+# Seeds reach numpy's and torch's generators (some as 3 * seed + k); a negative or
+# huge one would end in a traceback there.
+SEED = click.IntRange(0, 2**32 - 1)
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 
 
@@ -152,9 +155,9 @@ def task_params_from_options(task_cls: type, length: int | None,
               help="Clip the global gradient norm to this value (0: no clipping).")
 @click.option("--eval-every", type=click.IntRange(min=1), help="Evaluate on dev every N steps.")
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle the training split.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seeds the model, the data order and (unless --data-seed) the data.")
-@click.option("--data-seed", type=int, help="Seed of the generated data [the --seed].")
+@click.option("--data-seed", type=SEED, help="Seed of the generated data [the --seed].")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch threads (tiny models are fastest on one).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -208,6 +211,10 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     elif not resume:
         check(not (out / LAST).exists() and not (out / "summary.json").exists(),
               f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    else:  # --resume without a last.pt: start afresh, unless that overwrites a finished run
+        check(not (out / "summary.json").exists(),
+              f"cannot resume {out}: it holds a run but no {LAST} to continue from; "
+              "choose another --out")
 
     task = task_cls(**task_params)
     model_config = task.model_config(**model_overrides)
@@ -228,12 +235,13 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     if not quiet and not as_json:
         click.echo(f"training {model_config.cell} on {task_name} "
                    f"{_describe(task_config(task))} (protocol {protocol}) -> {out}", err=True)
+    from rnnlab.io import atomic_write_json, ensure_dir
+
+    ensure_dir(out)
     result = Trainer(train_config).fit(model, splits["train"], splits["dev"], splits["test"],
                                        out_dir=out, resume=resume, meta=meta)
     summary = _summary(task, task_name, protocol, seed, data_seed, model_config, train_config,
                        result, chance, baseline, splits, out)
-    from rnnlab.io import atomic_write_json
-
     atomic_write_json(out / "summary.json", summary)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -397,7 +405,12 @@ def predict(run_dir: Path, sequences: tuple[str, ...], file: Path | None, which:
                              for i, s in enumerate(sequences)]
     if file is not None:
         check(file.is_file(), f"no such file: {file}")
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise RnnlabError(f"{file} is not a UTF-8 text file of sequences "
+                              f"({err.reason} at byte {err.start})") from None
+        for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 rows.append(_parse_sequence(line.split("\t")[0], f"{file} line {number}"))
     check(len(rows) > 0, "give sequences with --sequence '3 4 0 0' or --file FILE")
@@ -415,6 +428,8 @@ def predict(run_dir: Path, sequences: tuple[str, ...], file: Path | None, which:
         predictions = outputs.tolist()
     else:
         predictions = outputs.argmax(-1).tolist()
+    if task.head in ("tag", "regress"):  # one prediction per step: none past a row's end
+        predictions = [p[:n] for p, n in zip(predictions, lengths, strict=True)]
     if as_json:
         click.echo(json.dumps([{"sequence": r, "prediction": p}
                                for r, p in zip(rows, predictions, strict=True)], indent=2))

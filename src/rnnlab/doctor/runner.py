@@ -43,11 +43,14 @@ def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps
                           "script, e.g. rnnlab doctor train.py")
     check(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
     check(max_seconds > 0, f"--max-seconds must be positive, got {max_seconds}")
+    if out is not None:
+        check_out_dir(out)
     path = path.resolve()
     watcher = Watcher([str(path)], max_steps=max_steps, max_seconds=max_seconds)
     error: BaseException | None = None
     stopped = "the script finished"
     saved_argv, saved_path = sys.argv[:], sys.path[:]
+    saved_backend = os.environ.get("MPLBACKEND")
     os.environ.setdefault("MPLBACKEND", "Agg")
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.parent))
@@ -67,6 +70,8 @@ def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps
         stopped = f"the script raised {type(exc).__name__}"
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+        if saved_backend is None:
+            os.environ.pop("MPLBACKEND", None)
         _close_figures()
     report = diagnose(watcher.obs, path.name, stopped=stopped)
     if error is not None:
@@ -74,6 +79,20 @@ def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps
     if out is not None:
         write(report, out)
     return report
+
+
+def check_out_dir(out: str | os.PathLike) -> None:
+    """Raise :class:`RnnlabError` now if ``out`` can never become a writable folder
+    (a file in its way, a read-only parent), so nothing runs only to fail at the end.
+    Creates nothing."""
+    out = Path(out)
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    check(existing.is_dir(), f"cannot create the output folder {str(out)!r}: "
+                             f"{str(existing)!r} is not a folder")
+    check(os.access(existing, os.W_OK | os.X_OK),
+          f"cannot create the output folder {str(out)!r}: {str(existing)!r} is not writable")
 
 
 def _script_error(error: BaseException, path: Path) -> Finding:

@@ -83,6 +83,14 @@ def _compile(cc: str, target: Path) -> None:
             os.unlink(tmp)
 
 
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.rn_num_params.argtypes = [_i32p]
     lib.rn_num_params.restype = ctypes.c_long
@@ -109,13 +117,22 @@ def load() -> ctypes.CDLL | None:
         if cc is None:
             _ERRORS["lib"] = "no C compiler (gcc or $CC) found"
         else:
+            scratch = None
             try:
                 target = cache_dir() / f"engine-{_build_key(cc)}" / "librnnengine.so"
+                if not target.exists() and not _writable(target.parent):
+                    # A cache that cannot be written (a read-only home): build for this
+                    # process only, rather than fall back to the far slower torch backend.
+                    scratch = tempfile.mkdtemp(prefix="rnnlab-engine-")
+                    target = Path(scratch) / target.name
                 if not target.exists():
                     _compile(cc, target)
                 lib = _declare(ctypes.CDLL(str(target)))
             except OSError as err:
                 _ERRORS["lib"] = str(err)
+            finally:
+                if scratch is not None:  # a loaded library stays mapped after its file goes
+                    shutil.rmtree(scratch, ignore_errors=True)
         _CACHE["lib"] = lib
         return lib
 

@@ -46,6 +46,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _summary_table(summary: Mapping[str, Any]) -> str:
+    from rnnlab.experiments.memory import reaches
+
     lengths = sorted({p["length"] for c in summary["cells"].values() for p in c["lengths"]})
     head = "".join(f"<th>L = {n}</th>" for n in lengths)
     body = []
@@ -57,7 +59,7 @@ def _summary_table(summary: Mapping[str, Any]) -> str:
             if p is None:
                 cells.append("<td>not run</td>")
                 continue
-            ok = "pass" if p["mean"] >= summary["threshold"] else "fail"
+            ok = "pass" if reaches(p["mean"], summary["threshold"]) else "fail"
             ci = ("" if p["ci_half_width"] is None
                   else f" ± {p['ci_half_width']:.3f}")
             cells.append(f'<td class="{ok}">{p["mean"]:.3f}{ci} <small>(n={p["n"]})'

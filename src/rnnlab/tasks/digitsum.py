@@ -65,6 +65,7 @@ def generate(length: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
 
 def split_rng(seed: int, split: str) -> np.random.Generator:
     """The generator of one split: seeded by ``(seed, split)`` so splits differ."""
+    check(int(seed) >= 0, f"the data seed must be a whole number >= 0, got {seed}")
     return np.random.default_rng([int(seed), _SPLIT_CODE[split]])
 
 
@@ -83,8 +84,8 @@ def parse_digits(text: str, where: str) -> list[int]:
     """Digits 0..9 separated by whitespace; ``where`` names the source in the error."""
     fields = text.split()
     check(len(fields) > 0, f"{where}: no digits")
-    if not all(f.isdigit() and int(f) < NUM_DIGITS for f in fields):
-        bad = next(f for f in fields if not (f.isdigit() and int(f) < NUM_DIGITS))
+    if not all(f.isdecimal() and int(f) < NUM_DIGITS for f in fields):
+        bad = next(f for f in fields if not (f.isdecimal() and int(f) < NUM_DIGITS))
         raise RnnlabError(f"{where}: {bad!r} is not a digit 0-9; expected digits separated "
                           f"by spaces")
     return [int(f) for f in fields]
@@ -101,21 +102,25 @@ def read_file(path: str | os.PathLike) -> SplitData:
         raise RnnlabError(f"no DigitSum data file at {path}")
     rows: list[list[int]] = []
     labels: list[int] = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            parts = line.rstrip("\r\n").split("\t")
-            if len(parts) != 2:
-                raise RnnlabError(f"{where}: expected 'digits<TAB>label' (one tab), "
-                                  f"got {line.strip()[:60]!r}")
-            digits = parse_digits(parts[0], where)
-            label = parts[1].strip()
-            if not (label.isdigit() and int(label) < NUM_CLASSES):
-                raise RnnlabError(f"{where}: label {label!r} is not a sum 0-18")
-            rows.append(digits)
-            labels.append(int(label))
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path} line {number}"
+                parts = line.rstrip("\r\n").split("\t")
+                if len(parts) != 2:
+                    raise RnnlabError(f"{where}: expected 'digits<TAB>label' (one tab), "
+                                      f"got {line.strip()[:60]!r}")
+                digits = parse_digits(parts[0], where)
+                label = parts[1].strip()
+                if not (label.isdecimal() and int(label) < NUM_CLASSES):
+                    raise RnnlabError(f"{where}: label {label!r} is not a sum 0-18")
+                rows.append(digits)
+                labels.append(int(label))
+    except UnicodeDecodeError as err:
+        raise RnnlabError(f"{path} is not a UTF-8 text file of 'digits<TAB>label' lines "
+                          f"({err.reason} at byte {err.start})") from None
     check(len(rows) > 0, f"{path} holds no examples")
     return pad(rows, torch.as_tensor(labels, dtype=torch.int64))
 

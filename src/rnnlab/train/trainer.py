@@ -183,7 +183,12 @@ class Trainer:
         self._generator = torch.Generator().manual_seed(cfg.seed)
         self._order = None
         self._best_model = None
-        self.callbacks = self._default_callbacks() + self.user_callbacks
+        # The checkpoint writer goes last, so last.pt holds every other callback's state
+        # (early stopping's count) as it stands after the evaluation it is written at.
+        defaults = self._default_callbacks()
+        writers = [c for c in defaults if isinstance(c, ModelCheckpoint)]
+        self.callbacks = ([c for c in defaults if c not in writers] + self.user_callbacks
+                          + writers)
 
         resumed_from = self._resume() if resume else None
         threads = torch.get_num_threads()
