@@ -441,14 +441,16 @@ def run_memory(config: MemoryConfig, out_dir: str | Path, *,
     if not isinstance(progress, Progress):
         progress = Progress(len(specs), len(todo), enabled=None if progress is None else False)
     start = time.monotonic()
-    if todo:
-        progress.start()
-        for result in _checked(runner(todo, out_dir / "runs"), todo):
-            append_csv_row(results_path, RESULT_FIELDS, result.row())
-            s = result.spec
-            progress.update(note=f"{s.cell} L={s.length} seed {s.seed}: "
-                                 f"test {result.test_accuracy:.3f}")
-    progress.close()
+    try:
+        if todo:
+            progress.start()
+            for result in _checked(runner(todo, out_dir / "runs"), todo):
+                append_csv_row(results_path, RESULT_FIELDS, result.row())
+                s = result.spec
+                progress.update(note=f"{s.cell} L={s.length} seed {s.seed}: "
+                                     f"test {result.test_accuracy:.3f}")
+    finally:
+        progress.close()  # also on Ctrl-C or an error, so the next line starts clean
 
     done = load_results(results_path)
     rows = [done[s.config_hash] for s in specs if s.config_hash in done]
