@@ -8,13 +8,13 @@ any other setting, typed by the setting's field.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
 import click
 
+from rnnlab.cli.values import parse_value
 from rnnlab.errors import RnnlabError, check
 from rnnlab.recipes import describe, recipe_module, recipe_names, run_recipe
 
@@ -23,26 +23,6 @@ def _settings_types(name: str) -> dict[str, Any]:
     settings = recipe_module(name).Settings
     hints = typing.get_type_hints(settings)
     return {f.name: hints[f.name] for f in dataclasses.fields(settings)}
-
-
-def _parse(text: str, kind: Any, key: str) -> Any:
-    """``text`` as a value of the field type ``kind`` (int, float, bool, str, or optional)."""
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        if text.strip().lower() in ("none", "null", ""):
-            return None
-        kind = next(a for a in typing.get_args(kind) if a is not type(None))
-    if kind is bool:
-        lowered = text.strip().lower()
-        check(lowered in ("1", "0", "true", "false", "yes", "no", "on", "off"),
-              f"--set {key}={text}: expected true or false")
-        return lowered in ("1", "true", "yes", "on")
-    if kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            raise RnnlabError(f"--set {key}={text}: expected "
-                              f"{'a whole number' if kind is int else 'a number'}") from None
-    return text
 
 
 def parse_settings(name: str, pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -55,7 +35,7 @@ def parse_settings(name: str, pairs: tuple[str, ...]) -> dict[str, Any]:
         check(bool(sep) and bool(key), f"--set expects KEY=VALUE, got {pair!r}")
         check(key in kinds, f"recipe {name!r} has no setting {key!r}; its settings: "
               + ", ".join(kinds))
-        overrides[key] = _parse(value, kinds[key], key)
+        overrides[key] = parse_value(value, kinds[key], key, "--set")
     return overrides
 
 

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import sys
 import time
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import click
 from click.core import ParameterSource
 
 from rnnlab.cells.init import init_names
+from rnnlab.cli.values import parse_value
 from rnnlab.errors import RnnlabError, check
 from rnnlab.protocols import get_protocol, protocol_names
 
@@ -59,30 +59,6 @@ def task_fields(task_cls: type) -> dict[str, Any]:
 def task_config(task: Any) -> dict[str, Any]:
     """The task's parameter values (what rebuilds it), as plain values."""
     return {name: getattr(task, name) for name in task_fields(type(task))}
-
-
-def parse_value(text: str, kind: Any, key: str) -> Any:
-    """Convert ``text`` to the field type ``kind`` (int, float, bool, str, optional)."""
-    args = typing.get_args(kind)
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        if text.strip().lower() in ("none", "null", "") and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        kind = options[0] if len(options) == 1 else str
-    if kind is bool:
-        lowered = text.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise RnnlabError(f"--task-param {key}={text}: expected true or false")
-    if kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            raise RnnlabError(f"--task-param {key}={text}: expected "
-                              f"{'a whole number' if kind is int else 'a number'}") from None
-    return text
 
 
 def _tasks_with_data_dir() -> list[str]:
@@ -124,7 +100,7 @@ def task_params_from_options(task_cls: type, length: int | None,
         check(bool(sep) and bool(key), f"--task-param expects KEY=VALUE, got {pair!r}")
         check(key in fields, f"task {task_cls.name!r} has no parameter {key!r}; its "
               "parameters: " + (", ".join(fields) or "none"))
-        params[key] = parse_value(value, fields[key], key)
+        params[key] = parse_value(value, fields[key], key, "--task-param")
     return params
 
 
