@@ -513,6 +513,18 @@ def _valid_steps(lengths: Tensor | None, steps: int, batch: int) -> Tensor | Non
     return torch.arange(steps).unsqueeze(0) < lengths.reshape(batch, 1)
 
 
+def _regression_terms(output: Tensor, targets: Tensor,
+                      lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Outputs and float targets aligned, keeping only the valid steps of each sequence."""
+    targets = targets.to(output.dtype)
+    if targets.shape != output.shape and targets.numel() == output.numel():
+        targets = targets.reshape(output.shape)
+    if output.dim() >= 3 and lengths is not None:  # (N, L, F): per step; (N, F): per sequence
+        valid = _valid_steps(lengths, output.shape[1], output.shape[0])
+        output, targets = output[valid], targets[valid]
+    return output, targets
+
+
 def compute_loss(output: Tensor, targets: Tensor, lengths: Tensor | None, kind: str,
                  reduction: str) -> tuple[Tensor, int]:
     """The loss by the contract (point 4) and the number of terms it covers."""
@@ -525,12 +537,7 @@ def compute_loss(output: Tensor, targets: Tensor, lengths: Tensor | None, kind: 
                 output, targets = output.reshape(-1, output.shape[-1]), targets.reshape(-1)
         counted = int((targets != -100).sum())
         return F.cross_entropy(output, targets, reduction=reduction), counted
-    targets = targets.to(output.dtype)
-    if targets.shape != output.shape and targets.numel() == output.numel():
-        targets = targets.reshape(output.shape)
-    if output.dim() >= 3 and lengths is not None:  # (N, L, F): per step; (N, F): per sequence
-        valid = _valid_steps(lengths, output.shape[1], output.shape[0])
-        output, targets = output[valid], targets[valid]
+    output, targets = _regression_terms(output, targets, lengths)
     return F.mse_loss(output, targets, reduction=reduction), int(targets.numel())
 
 
@@ -543,12 +550,7 @@ def metric_sum_count(output: Tensor, targets: Tensor, lengths: Tensor | None,
         if targets.dim() >= 2 and lengths is not None:
             valid = valid & _valid_steps(lengths, targets.shape[1], targets.shape[0])
         return float(((predicted == targets) & valid).sum()), int(valid.sum())
-    targets = targets.to(output.dtype)
-    if targets.shape != output.shape and targets.numel() == output.numel():
-        targets = targets.reshape(output.shape)
-    if output.dim() >= 3 and lengths is not None:  # (N, L, F): per step; (N, F): per sequence
-        valid = _valid_steps(lengths, output.shape[1], output.shape[0])
-        output, targets = output[valid], targets[valid]
+    output, targets = _regression_terms(output, targets, lengths)
     return float(((output - targets) ** 2).sum()), int(targets.numel())
 
 
