@@ -6,22 +6,15 @@ exact zeros are left out of a log axis rather than drawn at an arbitrary floor.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from rnnlab.report.plots import png_bytes
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 DPI = 90
-
-
-def _png(fig: Figure) -> bytes:
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
 
 
 def _positive(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -42,7 +35,7 @@ def state_gradients(profiles: Sequence[Mapping[str, Any]], title: str = "") -> b
     ax.set_title(title or "gradient of the loss with respect to the state")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png_bytes(fig, DPI)
 
 
 def grad_norm_series(series: Mapping[str, Sequence[tuple[int, float]]], title: str = "",
@@ -60,7 +53,7 @@ def grad_norm_series(series: Mapping[str, Sequence[tuple[int, float]]], title: s
     ax.set_title(title or "gradient norm per parameter")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png_bytes(fig, DPI)
 
 
 def lag_profile(profile: Sequence[float]) -> bytes:
@@ -73,7 +66,7 @@ def lag_profile(profile: Sequence[float]) -> bytes:
     ax.set_ylabel("|d out_L / d x_(L-k)|, relative")
     ax.set_title("how far back the outputs depend on the inputs")
     ax.grid(True, which="both", alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig, DPI)
 
 
 def loss_curve(losses: Sequence[tuple[int, float]]) -> bytes:
@@ -84,7 +77,7 @@ def loss_curve(losses: Sequence[tuple[int, float]]) -> bytes:
     ax.set_ylabel("loss")
     ax.set_title("training loss while observed")
     ax.grid(True, alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig, DPI)
 
 
 def gate_heatmap(gates: Mapping[str, Any], tokens: Sequence[str] | None = None,
@@ -104,7 +97,7 @@ def gate_heatmap(gates: Mapping[str, Any], tokens: Sequence[str] | None = None,
         fig.colorbar(image, ax=ax, fraction=0.03)
     axes[-1].set_xlabel("time step")
     fig.suptitle(title or "LSTM gate activations")
-    return _png(fig)
+    return png_bytes(fig, DPI)
 
 
 def explosion(runs: Mapping[str, tuple[Sequence[Mapping[str, float]], float | None]],
@@ -129,7 +122,7 @@ def explosion(runs: Mapping[str, tuple[Sequence[Mapping[str, float]], float | No
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("L2 norm of the gradient\n(before clipping)")
-    return _png(fig)
+    return png_bytes(fig, DPI)
 
 
 def norms_by_cell(curves: Mapping[str, Sequence[float]], title: str = "") -> bytes:

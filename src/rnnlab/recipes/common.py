@@ -10,7 +10,6 @@ what made it), a metrics CSV, its PNG plots and a ``README.md``.
 from __future__ import annotations
 
 import dataclasses
-import io
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rnnlab.errors import RnnlabError
 from rnnlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from rnnlab.report.plots import png_bytes
 
 # Okabe-Ito colours: input, target, then one per model.
 INPUT_COLOUR, TARGET_COLOUR = "#0072B2", "#D55E00"
@@ -103,10 +102,7 @@ def figure(width: float = 9.0, height: float = 4.0, rows: int = 1,
 
 def save_figure(fig: Figure, path: Path) -> str:
     """Write ``fig`` as a PNG atomically; returns the file name."""
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, png_bytes(fig, dpi=110))
     return path.name
 
 

@@ -22,10 +22,11 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 DPI = 110
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
+    """``fig`` rendered to PNG bytes with Agg (no pyplot, no display)."""
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 
@@ -72,7 +73,7 @@ def accuracy_vs_length(summary: Mapping[str, Any]) -> bytes:
     ax.set_title(f"DigitSum: mean test accuracy against length (band: {band})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def training_curves(label: str, curves: Mapping[int, Sequence[Mapping[str, Any]]],
@@ -112,4 +113,4 @@ def training_curves(label: str, curves: Mapping[int, Sequence[Mapping[str, Any]]
     axes[0][0].set_ylabel("training loss", fontsize=8)
     axes[1][0].set_ylabel("dev accuracy", fontsize=8)
     fig.suptitle(f"{label}: training loss and dev accuracy (one line per seed)", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
