@@ -14,6 +14,19 @@ class RnnlabError(Exception):
     """A user error, reported as one clear sentence."""
 
 
+class NonFiniteError(RnnlabError):
+    """A run whose loss or parameters became nan/inf: that run failed, others may go on.
+
+    ``step`` is the optimiser step at which it was seen (``None`` when unknown).
+    The trainer raises it; the engine hands it back in place of a job's result, so
+    an experiment can record the run as failed and train the rest.
+    """
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
 def check(condition: bool, message: str) -> None:
     """Raise :class:`RnnlabError` with ``message`` unless ``condition`` holds."""
     if not condition:

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import NonFiniteError, RnnlabError, check
 from rnnlab.seeding import rng_state, seed_everything, set_rng_state
 from rnnlab.tasks.base import SplitData
 from rnnlab.train.callbacks import (
@@ -284,7 +284,7 @@ class Trainer:
                                    cfg.reduction)
         value = float(loss.detach())
         if cfg.stop_on_nonfinite and not math.isfinite(value):
-            raise RnnlabError(self._nonfinite_message(value))
+            raise NonFiniteError(self._nonfinite_message(value), step=self.state.step + 1)
         loss.backward()
         clip_gradients(model.parameters(), cfg)
         optimizer.step()
