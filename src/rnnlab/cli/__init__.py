@@ -15,25 +15,37 @@ import click
 
 from rnnlab.errors import RnnlabError
 
-# module name -> commands it defines; imported only when one of them is called,
-# so `rnnlab --help` stays fast and a broken optional extra breaks only its command.
-_COMMANDS: dict[str, tuple[str, ...]] = {
-    "rnnlab.cli.train": ("train", "evaluate", "predict", "cells", "tasks"),
-    "rnnlab.cli.memory": ("memory",),
-    "rnnlab.cli.recipe": ("recipe",),
-    "rnnlab.cli.doctor": ("doctor", "gradients"),
+# command -> (module that defines it, one-line summary for `rnnlab --help`). Modules are
+# imported only when their command runs, so `rnnlab --help` and `--version` answer without
+# importing torch, and a broken optional extra breaks only its own command. A test checks
+# each summary against the command's own docstring.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("rnnlab.cli.train", "Train one model on TASK; write metrics, checkpoints, summary."),
+    "evaluate": ("rnnlab.cli.train", "Re-score a saved run on its splits."),
+    "predict": ("rnnlab.cli.train", "Predict with a saved run."),
+    "cells": ("rnnlab.cli.train", "List the recurrent cells."),
+    "tasks": ("rnnlab.cli.train", "List the tasks."),
+    "memory": ("rnnlab.cli.memory", "The memory-capacity experiment, with its report."),
+    "recipe": ("rnnlab.cli.recipe", "Reproduce a seed experiment."),
+    "doctor": ("rnnlab.cli.doctor", "Run a training script under diagnosis."),
+    "gradients": ("rnnlab.cli.doctor", "Gradients through time: explosion, vanishing, gates."),
+    "export": ("rnnlab.cli.export", "Export a run's weights (safetensors) with a model card."),
 }
 
 
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for names in _COMMANDS.values() for name in names)
+        return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        for module, names in _COMMANDS.items():
-            if name in names:
-                return getattr(importlib.import_module(module), name.replace("-", "_"))
-        return None
+        if name not in _COMMANDS:
+            return None
+        module = _COMMANDS[name][0]
+        return getattr(importlib.import_module(module), name.replace("-", "_"))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
