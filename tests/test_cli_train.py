@@ -36,7 +36,7 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_train_writes_every_file_with_the_right_keys(trained):
-    assert {p.name for p in trained.iterdir()} == {"best.pt", "last.pt", "metrics.csv",
+    assert {p.name for p in trained.iterdir()} == {"best.pt", "last.pt", "metrics.csv", "config.toml",
                                                    "summary.json"}
     summary = json.loads((trained / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary)

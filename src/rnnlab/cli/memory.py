@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from rnnlab.cells.init import init_names
+from rnnlab.cli.config import config_option, write_resolved
 from rnnlab.errors import RnnlabError
 from rnnlab.experiments.memory import (
     DEFAULT_CELLS,
@@ -39,6 +40,7 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return tuple(values)
 
 
+@config_option
 @click.command("memory")
 @click.option("--cells", default=",".join(DEFAULT_CELLS), show_default=True,
               help="Comma-separated cell names.")
@@ -71,7 +73,8 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--k-train", type=int, help="DigitSum copies per digit pair in train (100*k).")
 @click.option("--k-dev", type=int, help="Copies per digit pair in dev.")
 @click.option("--k-test", type=int, help="Copies per digit pair in test.")
-def memory(cells: str, lengths: str, out: Path, **options) -> None:
+@click.pass_context
+def memory(ctx: click.Context, cells: str, lengths: str, out: Path, **options) -> None:
     """Train cells x lengths x seeds on DigitSum and report each cell's memory horizon.
 
     Rerunning with the same --out trains only the runs not finished yet.
@@ -79,6 +82,7 @@ def memory(cells: str, lengths: str, out: Path, **options) -> None:
     config = MemoryConfig(cells=_names(cells, "--cells"), lengths=_ints(lengths, "--lengths"),
                           **options).validate()
     outcome = run_memory(config, out)
+    write_resolved(ctx, out)
     for info in outcome.summary["cells"].values():
         click.echo(info["horizon_text"])
     click.echo(f"Report: {outcome.report}")

@@ -23,6 +23,7 @@ import click
 from click.core import ParameterSource
 
 from rnnlab.cells.init import init_names
+from rnnlab.cli.config import config_option, write_resolved
 from rnnlab.cli.values import parse_value
 from rnnlab.errors import RnnlabError, check
 from rnnlab.protocols import get_protocol, protocol_names
@@ -36,7 +37,8 @@ _TRAIN_OPTIONS = {"epochs": "epochs", "max_steps": "max_steps", "batch_size": "b
 # Seeds reach numpy's and torch's generators (some as 3 * seed + k); a negative or
 # huge one would end in a traceback there.
 SEED = click.IntRange(0, 2**32 - 1)
-_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT,
+          ParameterSource.DEFAULT_MAP)
 
 
 def _cell_names() -> list[str]:
@@ -105,6 +107,7 @@ def task_params_from_options(task_cls: type, length: int | None,
 
 
 # ---------------------------------------------------------------------- train
+@config_option
 @click.command("train")
 @click.argument("task_name", metavar="TASK")
 @click.option("--length", type=click.IntRange(min=1),
@@ -214,6 +217,7 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     from rnnlab.io import atomic_write_json, ensure_dir
 
     ensure_dir(out)
+    write_resolved(ctx, out)
     result = Trainer(train_config).fit(model, splits["train"], splits["dev"], splits["test"],
                                        out_dir=out, resume=resume, meta=meta)
     summary = _summary(task, task_name, protocol, seed, data_seed, model_config, train_config,
