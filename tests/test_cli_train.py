@@ -36,8 +36,8 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_train_writes_every_file_with_the_right_keys(trained):
-    assert {p.name for p in trained.iterdir()} == {"best.pt", "last.pt", "metrics.csv", "config.toml",
-                                                   "summary.json"}
+    assert {p.name for p in trained.iterdir()} == {"best.pt", "last.pt", "metrics.csv",
+                                                   "config.toml", "summary.json"}
     summary = json.loads((trained / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary)
     assert summary["model_config"]["cell"] == "gru" and summary["seed"] == 1
