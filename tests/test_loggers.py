@@ -77,3 +77,18 @@ def test_make_logger_names():
         make_logger("wandb", "x")
     with pytest.raises(RnnlabError, match="output folder"):
         make_logger("tensorboard", None)
+
+
+def test_train_cli_logs_to_tensorboard_and_prints_lines_when_piped(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from rnnlab.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "digitsum", "--length", "5", "--hidden", "8", "--embedding", "4",
+                 "--epochs", "1", "--eval-every", "20", "--logger", "tensorboard",
+                 "--out", str(out)]) == 0
+    assert any((out / "tensorboard").glob("events.out.tfevents.*"))
+    err = capsys.readouterr().err
+    rows = read_csv(out / "metrics.csv")
+    step_lines = [line for line in err.splitlines() if line.startswith("step ")]
+    assert len(step_lines) == len(rows) + 1

@@ -27,6 +27,7 @@ from rnnlab.cli.config import config_option, write_resolved
 from rnnlab.cli.values import parse_value
 from rnnlab.errors import RnnlabError, check
 from rnnlab.protocols import get_protocol, protocol_names
+from rnnlab.train.loggers import LOGGERS
 
 # CLI option -> (where it goes, field name)
 _MODEL_OPTIONS = {"cell": "cell", "hidden": "hidden_size", "layers": "num_layers",
@@ -144,10 +145,14 @@ def task_params_from_options(task_cls: type, length: int | None,
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no report.")
+@click.option("--logger", "logger_name", type=click.Choice(LOGGERS), default="csv",
+              show_default=True,
+              help="Where metrics go besides metrics.csv: tensorboard writes OUT/tensorboard.")
 @click.pass_context
 def train(ctx: click.Context, task_name: str, length: int | None, task_param: tuple[str, ...],
           data_dir: Path | None, protocol: str, seed: int, data_seed: int | None, threads: int,
-          out: Path | None, resume: bool, as_json: bool, quiet: bool, **options: Any) -> None:
+          out: Path | None, resume: bool, as_json: bool, quiet: bool, logger_name: str,
+          **options: Any) -> None:
     """Train one model on TASK; write metrics.csv, best.pt, last.pt and summary.json.
 
     Options left out take the --protocol's values: 'default' is a careful single run
@@ -163,6 +168,7 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     from rnnlab.tasks import task_class
     from rnnlab.train import TrainConfig, Trainer, load_checkpoint, seeded_model
     from rnnlab.train.checkpoint import LAST
+    from rnnlab.train.loggers import LineLogger, make_logger
 
     task_cls = task_class(task_name)
     chosen = get_protocol(protocol)
@@ -218,8 +224,12 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
 
     ensure_dir(out)
     write_resolved(ctx, out)
-    result = Trainer(train_config).fit(model, splits["train"], splits["dev"], splits["test"],
-                                       out_dir=out, resume=resume, meta=meta)
+    callbacks = [c for c in (make_logger(logger_name, out),) if c is not None]
+    if progress == "auto" and not sys.stderr.isatty():
+        callbacks.append(LineLogger(sys.stderr))  # logs and pipes get a line per evaluation
+    result = Trainer(train_config, callbacks=callbacks).fit(
+        model, splits["train"], splits["dev"], splits["test"], out_dir=out, resume=resume,
+        meta=meta)
     summary = _summary(task, task_name, protocol, seed, data_seed, model_config, train_config,
                        result, chance, baseline, splits, out)
     atomic_write_json(out / "summary.json", summary)
