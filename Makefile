@@ -5,9 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of PyTorch (an unpinned "torch" pulls a multi-GB CUDA build).
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev
+# The demo needs the package alone; the tests also need the dev tools and the
+# optional extras they exercise (Ray for the cluster backend).
+TEST_EXTRAS ?= dev,ray
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rnnlab-installed
+TEST_STAMP := $(VENV)/.rnnlab-test-installed
 DEMO_OUT ?= runs/demo
 
 .PHONY: setup demo test lint bench browser clean
@@ -17,8 +20,12 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(TEST_EXTRAS)]"
+	touch $(TEST_STAMP)
 
 # Headless Chromium for the report's browser test; installed from Debian's
 # packages when missing (CI runs as root on a fresh machine).
@@ -31,10 +38,10 @@ browser:
 demo: setup
 	$(BIN)/rnnlab memory --out $(DEMO_OUT)
 
-test: setup $(if $(CI),browser)
+test: $(TEST_STAMP) $(if $(CI),browser)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
-lint: setup
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: setup
