@@ -47,12 +47,19 @@ def available_memory() -> int:
 
 
 def human(n: float) -> str:
-    """Bytes in words: 1.5 GB, 300 TB."""
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB"):
-        if abs(n) < 1000 or unit == "EB":
+    """Bytes in words: 1.5 GB, 300.0 TB, 2.4e+35 bytes."""
+    if n >= 1e18:
+        return f"{float(n):.1e} bytes"
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
+
+
+def count(n: int) -> str:
+    """A count in words: 3,059 or, past a trillion, 1.0e+20."""
+    return f"{n:,}" if n < 10**12 else f"{float(n):.1e}"
 
 
 def gates(cell: str) -> int:

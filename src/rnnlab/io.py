@@ -188,9 +188,30 @@ class FolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> FolderLock:
+        ensure_dir(self.folder)
+        while True:
+            fd = self._lock_once()
+            # The holder before us may have removed the file between our open and our
+            # lock (release unlinks it): then we hold a lock nobody else can see. Retry.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        except OSError:  # a full disk must not hide the lock we hold; the holder stays unnamed
+            pass
+        self._fd = fd
+        return self
+
+    def _lock_once(self) -> int:
         import fcntl
 
-        ensure_dir(self.folder)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _default_mode())
         except OSError as err:
@@ -205,19 +226,18 @@ class FolderLock:
         except OSError as err:
             os.close(fd)
             raise RnnlabError(f"cannot lock {self.folder}: {err.strerror or err}") from err
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
-        except OSError:  # a full disk must not hide the lock we hold; the holder stays unnamed
-            pass
-        self._fd = fd
-        return self
+        return fd
 
     def release(self) -> None:
+        """Remove the lock file, then drop the lock (closing the file drops the flock).
+
+        A process killed before this leaves the file, with no lock on it: harmless."""
         if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+            os.close(self._fd)
             self._fd = None
 
     def __enter__(self) -> FolderLock:

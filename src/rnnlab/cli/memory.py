@@ -81,7 +81,7 @@ def memory(cells: str, lengths: str, out: Path, retry_failed: bool, **options) -
     --retry-failed trains the failed ones again.
     """
     config = MemoryConfig(cells=_names(cells, "--cells"), lengths=_ints(lengths, "--lengths"),
-                          **options).validate()
+                          **options)
     outcome = run_memory(config, out, retry_failed=retry_failed)
     for info in outcome.summary["cells"].values():
         click.echo(info["horizon_text"])

@@ -213,12 +213,13 @@ class MemoryConfig:
         one = budget.run_bytes(model, examples, longest, batch)
         # The fast engine holds every run at once; the loop engine one run at a time.
         need = runs * (one if self.engine == "fast" else 0) + one + runs * budget.RUN_OVERHEAD
-        budget.check_fits(f"this grid ({runs} runs of up to length {longest})", need,
+        budget.check_fits(f"this grid ({budget.count(runs)} runs of up to length "
+                          f"{budget.count(longest)})", need,
                           "ask for fewer or smaller runs")
         work = sum(budget.training_work({**model, "cell": c}, 100 * s["k_train"], n,
                                         s["epochs"]) * self.seeds
                    for c in self.cells for n in self.lengths)
-        budget.warn_if_long(f"this grid ({runs} runs)", work,
+        budget.warn_if_long(f"this grid ({budget.count(runs)} runs)", work,
                             "interrupt with Ctrl-C and rerun the same command to continue")
 
     def settings(self) -> dict[str, Any]:
