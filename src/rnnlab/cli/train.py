@@ -36,6 +36,8 @@ _TRAIN_OPTIONS = {"epochs": "epochs", "max_steps": "max_steps", "batch_size": "b
 # Seeds reach numpy's and torch's generators (some as 3 * seed + k); a negative or
 # huge one would end in a traceback there.
 SEED = click.IntRange(0, 2**32 - 1)
+# Parameters are float32: a learning rate or clip beyond this cannot even be applied.
+FLOAT32_MAX = 3.4028234663852886e38
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 
 
@@ -125,9 +127,10 @@ def task_params_from_options(task_cls: type, length: int | None,
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Examples per step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=FLOAT32_MAX),
+              help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
-@click.option("--clip-norm", type=click.FloatRange(min=0),
+@click.option("--clip-norm", type=click.FloatRange(min=0, max=FLOAT32_MAX),
               help="Clip the global gradient norm to this value (0: no clipping).")
 @click.option("--eval-every", type=click.IntRange(min=1), help="Evaluate on dev every N steps.")
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle the training split.")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,8 @@ DEFAULT_THRESHOLD = 0.9
 SPEC_VERSION = 1
 # Seeds reach numpy's and torch's generators, which take 32-bit values.
 MAX_SEEDS = 2**32
+# Parameters are float32: a learning rate or clip beyond this cannot even be applied.
+MAX_FLOAT32 = 3.4028234663852886e38
 
 # Each setting of a run that the experiment names and the user may override, and
 # where a protocol (rnnlab.protocols) keeps it: (section, key). Anything else a
@@ -186,9 +187,10 @@ class MemoryConfig:
                    "batch_size": "batch-size", "epochs": "epochs", "eval_every": "eval-every"}
         for name, option in options.items():
             check(s[name] >= 1, f"--{option} must be >= 1, got {s[name]}")
-        check(s["lr"] > 0 and math.isfinite(s["lr"]),
-              f"--lr must be > 0 and finite, got {s['lr']}")
-        check(s["clip"] is None or (s["clip"] > 0 and math.isfinite(s["clip"])),
+        check(0 < s["lr"] <= MAX_FLOAT32,
+              f"--lr must be > 0 and finite (at most {MAX_FLOAT32:.2e}, the largest float32), "
+              f"got {s['lr']}")
+        check(s["clip"] is None or 0 < s["clip"] <= MAX_FLOAT32,
               f"--clip must be > 0 and finite (or 0 for no clipping), got {s['clip']}")
         inits = known_inits()
         check(s["init"] in inits,
