@@ -97,7 +97,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except pickle.UnpicklingError as err:
         # torch's message advises retrying with weights_only=False, i.e. running
         # whatever code the file holds: never pass that on.
-        if "Unsupported global" not in str(err):
+        if "GLOBAL" not in str(err):
             raise RnnlabError(f"cannot read checkpoint {path}: the file is damaged or not a "
                               "checkpoint (it is not a valid PyTorch file)") from err
         raise RnnlabError(f"cannot read checkpoint {path}: it holds objects other than tensors "
