@@ -189,6 +189,10 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
         previous = load_checkpoint(out / LAST)
         require(previous, out / LAST, "meta", "train_config", "model")
         require(previous["meta"], out / LAST, "task_params", "model_config")
+        check(all(bool(t.isfinite().all()) for t in previous["model"].values()
+                  if t.is_floating_point()),
+              f"cannot resume {out}: the parameters in its {LAST} are not all finite (nan or "
+              "inf), so the run diverged; start afresh in another --out")
         task_params, model_overrides, train_values, data_seed, seed = _resume_settings(
             previous, task_name, given_task, given_model, given_train, ctx, seed, data_seed)
         if not _given(ctx, "protocol"):
@@ -201,7 +205,11 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
               f"cannot resume {out}: it holds a run but no {LAST} to continue from; "
               "choose another --out")
 
-    task = task_cls(**task_params)
+    try:
+        task = task_cls(**task_params)
+    except TypeError as err:  # a parameter from a checkpoint the task does not know
+        raise RnnlabError(f"{out}: task {task_name!r} does not take these parameters "
+                          f"({err})") from None
     model_config = model_config_of(task, model_overrides, out)
     progress = "off" if (quiet or as_json) else "auto"
     train_config = TrainConfig(**{**train_values, "seed": seed, "threads": threads,
@@ -351,6 +359,8 @@ def _summary(task: Any, task_name: str, protocol: str, seed: int, data_seed: int
 # ---------------------------------------------------------------------- evaluate / predict
 def load_run(run_dir: Path, which: str = "best"):
     """Rebuild ``(task, model, trainer, checkpoint)`` of a run folder from its checkpoint."""
+    import torch
+
     from rnnlab.models import build_model
     from rnnlab.tasks import task_class
     from rnnlab.train import TrainConfig, Trainer, find_checkpoint, load_checkpoint
@@ -374,6 +384,9 @@ def load_run(run_dir: Path, which: str = "best"):
     except RuntimeError as err:
         raise RnnlabError(f"{run_dir}: the checkpoint's parameters do not fit its model "
                           f"({str(err).splitlines()[0]})") from err
+    check(all(bool(torch.isfinite(p).all()) for p in model.parameters()),
+          f"{path}: the checkpoint's parameters are not all finite (nan or inf): the run "
+          "diverged, so there is no model to use")
     config = TrainConfig.from_dict({**ckpt["train_config"], "progress": "off"})
     return task, model, Trainer(config), ckpt
 
