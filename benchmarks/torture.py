@@ -35,7 +35,7 @@ from torture_classes.common import CLI, Tally, one_line  # noqa: E402
 from torture_inputs import command_lines  # noqa: E402
 
 
-def bad_inputs(tally: Tally, work: Path, fixtures: dict[str, Path]) -> None:
+def bad_inputs(tally: Tally, work: Path, fixtures: dict[str, Path], show: bool) -> None:
     """Each bad command line, in this process (a process per line would take ten
     minutes here): exit 2, one line, no traceback, within a minute."""
     from rnnlab.cli import main
@@ -60,6 +60,9 @@ def bad_inputs(tally: Tally, work: Path, fixtures: dict[str, Path]) -> None:
         finally:
             signal.alarm(0)
         text = err.getvalue()
+        if show:
+            print(f"  exit {code}: rnnlab {' '.join(argv)}\n      {text.strip()[-200:]}",
+                  file=sys.stderr)
         tally.record(code == 2 and one_line(text),
                      f"rnnlab {' '.join(argv)} -> exit {code}: {text.strip()[-160:]!r}")
 
@@ -101,6 +104,7 @@ def main() -> int:
                         help=f"comma-separated classes among {', '.join(CLASSES)}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--show", action="store_true", help="print every bad input's line")
     opts = parser.parse_args()
     chosen = [c.strip() for c in opts.only.split(",") if c.strip()]
     unknown = sorted(set(chosen) - set(CLASSES))
@@ -126,7 +130,7 @@ def main() -> int:
             elif name == "disk":
                 disk.run(tally, where)
             elif name == "inputs":
-                bad_inputs(tally, where, fixtures)
+                bad_inputs(tally, where, fixtures, opts.show)
             elif name == "checkpoints":
                 checkpoints.run(tally, where, fixtures["RUN"])
             elif name == "doctor":

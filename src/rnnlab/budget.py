@@ -83,10 +83,10 @@ def parameters(model: Any) -> int:
         front = int(get("vocab_size") or 0) * width
     else:
         width, front = int(get("input_size") or 1), 0
-    total = front
-    for layer in range(layers):
-        inputs = width if layer == 0 else hidden * directions
-        total += directions * g * hidden * (inputs + hidden + 2)
+    # the first layer reads the input, every later one the layer below (no loop: a
+    # mistyped --layers can be astronomically large)
+    total = front + directions * g * hidden * (width + hidden + 2)
+    total += (layers - 1) * directions * g * hidden * (hidden * directions + hidden + 2)
     outputs = int(get("num_outputs") or 1)
     return total + outputs * (hidden * directions + 1)
 

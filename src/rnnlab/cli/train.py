@@ -100,6 +100,8 @@ def task_params_from_options(task_cls: type, length: int | None,
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         check(bool(sep) and bool(key), f"--task-param expects KEY=VALUE, got {pair!r}")
+        check(key not in params, f"--task-param {key} is given more than once (or also as "
+              f"--{key.replace('_', '-')}); give each task parameter once")
         check(key in fields, f"task {task_cls.name!r} has no parameter {key!r}; its "
               "parameters: " + (", ".join(fields) or "none"))
         params[key] = parse_value(value, fields[key], key, "--task-param")
