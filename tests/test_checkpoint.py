@@ -11,7 +11,7 @@ from rnnlab.tasks import get_task
 from rnnlab.train import TrainConfig, Trainer, find_checkpoint, load_checkpoint, seeded_model
 from rnnlab.train.checkpoint import save_checkpoint
 
-KEYS = {"format", "version", "kind", "model", "optimizer", "best_model", "rng",
+KEYS = {"format", "version", "digest", "kind", "model", "optimizer", "best_model", "rng",
         "data_generator", "order", "n_train", "step", "epoch", "batch_in_epoch", "best_score",
         "best_step", "last_eval_step", "stopped_early", "finished", "seconds", "metric",
         "history", "train_config", "meta", "callbacks"}

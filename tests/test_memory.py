@@ -195,7 +195,7 @@ def test_summary_on_hand_made_results():
     assert p10["ci_low"] < p10["mean"] < p10["ci_high"]
     # identical values: zero spread, a zero-width interval, not an undefined one
     assert lstm["lengths"][0]["ci_half_width"] == pytest.approx(0.0)
-    assert summary["runs"] == {"expected": 18, "finished": 18, "complete": True}
+    assert summary["runs"] == {"expected": 18, "finished": 18, "failed": 0, "complete": True}
     assert summary["chance"] == 0.1 and summary["threshold"] == 0.9
 
 
@@ -210,8 +210,9 @@ def test_run_writes_every_output(tmp_path):
     outcome = run_memory(SMALL, tmp_path, runner=runner, progress=False)
     assert outcome.trained == 8 and outcome.reused == 0
     rows = _read(tmp_path / "results.csv")
-    assert list(rows[0]) == ["cell", "length", "seed", "best_dev_accuracy", "test_accuracy",
-                             "steps", "seconds", "engine", "config_hash"]
+    assert list(rows[0]) == ["cell", "length", "seed", "status", "best_dev_accuracy",
+                             "test_accuracy", "steps", "seconds", "engine", "config_hash",
+                             "reason"]
     assert len(rows) == 8
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["cells"]["srn"]["horizon"] == 5

@@ -28,8 +28,9 @@ def test_tiny_grid_writes_every_file(tmp_path, capsys):
 
     rows = _rows(out / "results.csv")
     assert len(rows) == 8
-    assert list(rows[0]) == ["cell", "length", "seed", "best_dev_accuracy", "test_accuracy",
-                             "steps", "seconds", "engine", "config_hash"]
+    assert list(rows[0]) == ["cell", "length", "seed", "status", "best_dev_accuracy",
+                             "test_accuracy", "steps", "seconds", "engine", "config_hash",
+                             "reason"]
     for row in rows:
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0
         assert 0.0 <= float(row["best_dev_accuracy"]) <= 1.0

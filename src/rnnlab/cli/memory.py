@@ -9,14 +9,14 @@ import click
 from rnnlab.cells.init import init_names
 from rnnlab.cli.config import config_option, write_resolved
 from rnnlab.errors import RnnlabError
-from rnnlab.experiments.memory import (
+from rnnlab.experiments.grid import (
     DEFAULT_CELLS,
     DEFAULT_LENGTHS,
     DEFAULT_SEEDS,
     DEFAULT_THRESHOLD,
     MemoryConfig,
-    run_memory,
 )
+from rnnlab.experiments.memory import run_memory
 from rnnlab.experiments.runners import ENGINES
 from rnnlab.protocols import protocol_names
 
@@ -73,16 +73,25 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--k-train", type=int, help="DigitSum copies per digit pair in train (100*k).")
 @click.option("--k-dev", type=int, help="Copies per digit pair in dev.")
 @click.option("--k-test", type=int, help="Copies per digit pair in test.")
+@click.option("--retry-failed", is_flag=True,
+              help="Train again the runs recorded as failed (a rerun skips them otherwise).")
 @click.pass_context
-def memory(ctx: click.Context, cells: str, lengths: str, out: Path, **options) -> None:
+def memory(ctx: click.Context, cells: str, lengths: str, out: Path, retry_failed: bool,
+           **options) -> None:
     """Train cells x lengths x seeds on DigitSum and report each cell's memory horizon.
 
-    Rerunning with the same --out trains only the runs not finished yet.
+    Rerunning with the same --out trains only the runs not finished yet. A run whose
+    training fails (a non-finite loss) is recorded as failed and the others go on;
+    --retry-failed trains the failed ones again.
     """
     config = MemoryConfig(cells=_names(cells, "--cells"), lengths=_ints(lengths, "--lengths"),
-                          **options).validate()
-    outcome = run_memory(config, out)
+                          **options)
+    outcome = run_memory(config, out, retry_failed=retry_failed)
     write_resolved(ctx, out)
     for info in outcome.summary["cells"].values():
         click.echo(info["horizon_text"])
+    failed = outcome.summary["runs"]["failed"]
+    if failed:
+        click.echo(f"{failed} run(s) failed; see the report's 'Every run' table for why, "
+                   "and rerun with --retry-failed to try them again", err=True)
     click.echo(f"Report: {outcome.report}")

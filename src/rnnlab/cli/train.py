@@ -38,6 +38,8 @@ _TRAIN_OPTIONS = {"epochs": "epochs", "max_steps": "max_steps", "batch_size": "b
 # Seeds reach numpy's and torch's generators (some as 3 * seed + k); a negative or
 # huge one would end in a traceback there.
 SEED = click.IntRange(0, 2**32 - 1)
+# Parameters are float32: a learning rate or clip beyond this cannot even be applied.
+FLOAT32_MAX = 3.4028234663852886e38
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT,
           ParameterSource.DEFAULT_MAP)
 
@@ -101,6 +103,8 @@ def task_params_from_options(task_cls: type, length: int | None,
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         check(bool(sep) and bool(key), f"--task-param expects KEY=VALUE, got {pair!r}")
+        check(key not in params, f"--task-param {key} is given more than once (or also as "
+              f"--{key.replace('_', '-')}); give each task parameter once")
         check(key in fields, f"task {task_cls.name!r} has no parameter {key!r}; its "
               "parameters: " + (", ".join(fields) or "none"))
         params[key] = parse_value(value, fields[key], key, "--task-param")
@@ -129,9 +133,10 @@ def task_params_from_options(task_cls: type, length: int | None,
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training split.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Examples per step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=FLOAT32_MAX),
+              help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
-@click.option("--clip-norm", type=click.FloatRange(min=0),
+@click.option("--clip-norm", type=click.FloatRange(min=0, max=FLOAT32_MAX),
               help="Clip the global gradient norm to this value (0: no clipping).")
 @click.option("--eval-every", type=click.IntRange(min=1), help="Evaluate on dev every N steps.")
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle the training split.")
@@ -164,10 +169,10 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     Example:
       rnnlab train digitsum --length 20 --cell residual-srn --protocol nndl --out runs/x
     """
-    from rnnlab.models import ModelConfig
+    from rnnlab.io import FolderLock, clean_temporaries
     from rnnlab.tasks import task_class
     from rnnlab.train import TrainConfig, Trainer, load_checkpoint, seeded_model
-    from rnnlab.train.checkpoint import LAST
+    from rnnlab.train.checkpoint import LAST, require
     from rnnlab.train.loggers import LineLogger, make_logger
 
     task_cls = task_class(task_name)
@@ -186,9 +191,19 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     train_values = {**chosen.train, **given_train}
     out = out or Path("runs") / _run_name(task_name, model_overrides["cell"],
                                           task_params.get("length"), seed)
+    # Held until the command ends: a second `train` into this folder is refused, and
+    # temporary files a killed run left are ours to remove.
+    ctx.with_resource(FolderLock(out))
+    clean_temporaries(out)
     previous = None
     if resume and (out / LAST).is_file():
         previous = load_checkpoint(out / LAST)
+        require(previous, out / LAST, "meta", "train_config", "model")
+        require(previous["meta"], out / LAST, "task_params", "model_config")
+        check(all(bool(t.isfinite().all()) for t in previous["model"].values()
+                  if t.is_floating_point()),
+              f"cannot resume {out}: the parameters in its {LAST} are not all finite (nan or "
+              "inf), so the run diverged; start afresh in another --out")
         task_params, model_overrides, train_values, data_seed, seed = _resume_settings(
             previous, task_name, given_task, given_model, given_train, ctx, seed, data_seed)
         if not _given(ctx, "protocol"):
@@ -201,14 +216,19 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
               f"cannot resume {out}: it holds a run but no {LAST} to continue from; "
               "choose another --out")
 
-    task = task_cls(**task_params)
-    model_config = task.model_config(**model_overrides)
+    try:
+        task = task_cls(**task_params)
+    except TypeError as err:  # a parameter from a checkpoint the task does not know
+        raise RnnlabError(f"{out}: task {task_name!r} does not take these parameters "
+                          f"({err})") from None
+    model_config = model_config_of(task, model_overrides, out)
     progress = "off" if (quiet or as_json) else "auto"
     train_config = TrainConfig(**{**train_values, "seed": seed, "threads": threads,
                                   "progress": progress})
     if previous is not None:
-        check(ModelConfig(**previous["meta"]["model_config"]) == model_config,
+        check(model_config_of(None, previous["meta"]["model_config"], out) == model_config,
               f"cannot resume {out}: the model options differ from the ones it was trained with")
+    _check_size(task, model_config, train_config)
 
     splits = task.splits(data_seed)
     chance = task.chance
@@ -220,9 +240,8 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     if not quiet and not as_json:
         click.echo(f"training {model_config.cell} on {task_name} "
                    f"{_describe(task_config(task))} (protocol {protocol}) -> {out}", err=True)
-    from rnnlab.io import atomic_write_json, ensure_dir
+    from rnnlab.io import atomic_write_json
 
-    ensure_dir(out)
     write_resolved(ctx, out)
     callbacks = [c for c in (make_logger(logger_name, out),) if c is not None]
     if progress == "auto" and not sys.stderr.isatty():
@@ -242,6 +261,41 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
             f"{_fmt(result.best_dev_metric)} at step {result.best_step}; chance {chance:.4f}, "
             f"memoryless {baseline:.4f})\n{result.steps} steps, {result.epochs} epochs, "
             f"{result.seconds:.1f} s; files in {out}")
+
+
+def model_config_of(task: Any, fields: dict[str, Any], where: Path):
+    """The model config of ``fields`` (shaped for ``task`` when given); a key this
+    rnnlab does not know, e.g. from a checkpoint of another version, is one line."""
+    from rnnlab.models import ModelConfig
+
+    try:
+        return ModelConfig(**fields) if task is None else task.model_config(**fields)
+    except TypeError as err:
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = sorted(set(fields) - known)
+        raise RnnlabError(f"{where}: unknown model setting(s) {', '.join(unknown) or err}; "
+                          f"known: {', '.join(sorted(known))}") from None
+
+
+def _check_size(task: Any, model_config: Any, train_config: Any) -> None:
+    """Refuse a run that cannot fit in memory, warn on one that takes hours, before
+    the data or the model is allocated."""
+    from rnnlab import budget
+
+    examples = budget.task_examples(task)
+    length = int(getattr(task, "length", None) or 1)
+    features = int(getattr(task, "input_size", None) or 1)
+    batch = min(max(train_config.batch_size, train_config.eval_batch_size), max(examples, 1))
+    need = budget.run_bytes(model_config, examples, length, batch, features)
+    budget.check_fits(f"this run ({budget.count(budget.parameters(model_config))} parameters, "
+                      f"{budget.count(examples)} examples of length {budget.count(length)})", need,
+                      "choose a smaller model, a shorter length or fewer examples")
+    work = budget.training_work(model_config, examples, length, train_config.epochs)
+    if train_config.max_steps is not None:
+        work = min(work, 3.0 * budget.parameters(model_config) * batch * length
+                   * train_config.max_steps)
+    budget.warn_if_long("this run", work, "interrupt with Ctrl-C and continue it later "
+                        "with --resume")
 
 
 def _run_name(task: str, cell: str, length: int | None, seed: int) -> str:
@@ -321,22 +375,34 @@ def _summary(task: Any, task_name: str, protocol: str, seed: int, data_seed: int
 # ---------------------------------------------------------------------- evaluate / predict
 def load_run(run_dir: Path, which: str = "best"):
     """Rebuild ``(task, model, trainer, checkpoint)`` of a run folder from its checkpoint."""
-    from rnnlab.models import ModelConfig, build_model
+    import torch
+
+    from rnnlab.models import build_model
     from rnnlab.tasks import task_class
     from rnnlab.train import TrainConfig, Trainer, find_checkpoint, load_checkpoint
+    from rnnlab.train.checkpoint import require
 
-    ckpt = load_checkpoint(find_checkpoint(run_dir, prefer=f"{which}.pt"))
+    path = find_checkpoint(run_dir, prefer=f"{which}.pt")
+    ckpt = load_checkpoint(path)
     meta = ckpt.get("meta") or {}
     check("model_config" in meta and "task" in meta,
           f"{run_dir}: the checkpoint does not record its task and model; was it written "
           "by `rnnlab train`?")
-    task = task_class(meta["task"])(**meta.get("task_params", {}))
-    model = build_model(ModelConfig(**meta["model_config"]))
+    require(ckpt, path, "model", "train_config", "step")
+    try:
+        task = task_class(meta["task"])(**meta.get("task_params", {}))
+    except TypeError as err:
+        raise RnnlabError(f"{path}: its task parameters do not fit task {meta['task']!r} "
+                          f"({err})") from None
+    model = build_model(model_config_of(None, meta["model_config"], path))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
         raise RnnlabError(f"{run_dir}: the checkpoint's parameters do not fit its model "
                           f"({str(err).splitlines()[0]})") from err
+    check(all(bool(torch.isfinite(p).all()) for p in model.parameters()),
+          f"{path}: the checkpoint's parameters are not all finite (nan or inf): the run "
+          "diverged, so there is no model to use")
     config = TrainConfig.from_dict({**ckpt["train_config"], "progress": "off"})
     return task, model, Trainer(config), ckpt
 
@@ -408,6 +474,12 @@ def predict(run_dir: Path, sequences: tuple[str, ...], file: Path | None, which:
     check(task.input == "tokens",
           f"predict reads token sequences, but task {task.name!r} takes real-valued features; "
           "use Trainer.predict from Python")
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    for number, row in enumerate(rows, 1):
+        for token in row:
+            check(token >= 0 and (vocab is None or token < vocab),
+                  f"sequence {number}: token {token} is outside this model's vocabulary "
+                  f"(0 to {'any' if vocab is None else vocab - 1})")
     lengths = [len(r) for r in rows]
     inputs = torch.zeros(len(rows), max(lengths), dtype=torch.int64)
     for i, r in enumerate(rows):

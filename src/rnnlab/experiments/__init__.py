@@ -5,20 +5,19 @@
     from rnnlab.experiments import MemoryConfig, run_memory
     outcome = run_memory(MemoryConfig(cells=("srn", "lstm"), lengths=(5, 20)), "runs/m")
     print(outcome.summary["cells"]["lstm"]["horizon_text"])
+
+The grid is :mod:`~rnnlab.experiments.grid`, the runs' results and horizons are
+:mod:`~rnnlab.experiments.results`, the driver is :mod:`~rnnlab.experiments.memory`.
 """
 
-from rnnlab.experiments.memory import (
-    DEFAULT_CELLS,
-    DEFAULT_LENGTHS,
+from rnnlab.experiments.grid import DEFAULT_CELLS, DEFAULT_LENGTHS, MemoryConfig, RunSpec
+from rnnlab.experiments.memory import MemoryOutcome, run_memory
+from rnnlab.experiments.results import (
     HORIZON_DEFINITION,
-    MemoryConfig,
-    MemoryOutcome,
     RunResult,
-    RunSpec,
     horizon_sentence,
     load_results,
     memory_horizon,
-    run_memory,
     summarize,
 )
 

@@ -1,8 +1,10 @@
 """How grid points get trained: one function per engine, all with one signature.
 
 A runner takes the specs still to train and the folder for run directories,
-and yields a :class:`~rnnlab.experiments.memory.RunResult` as each run
-finishes. Every runner leaves, per run, ``runs/<run_id>/metrics.csv`` (the
+and yields a :class:`~rnnlab.experiments.results.RunResult` as each run
+finishes; a run whose loss or parameters became non-finite
+(:class:`~rnnlab.errors.NonFiniteError`) yields a ``failed`` result with the reason,
+and the others go on. Every runner leaves, per run, ``runs/<run_id>/metrics.csv`` (the
 curves of the report) and the run's configuration, and derives everything from
 the spec alone, so which engine trained a run never changes its result beyond
 float tolerance.
@@ -21,8 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnlab.errors import RnnlabError
-from rnnlab.experiments.memory import RunResult, RunSpec
+from rnnlab.errors import NonFiniteError, RnnlabError
+from rnnlab.experiments.grid import RunSpec
+from rnnlab.experiments.results import RunResult
 
 
 def task_for(spec: RunSpec):
@@ -82,9 +85,15 @@ def loop_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]
         run_dir = runs_dir / spec.run_id
         # A fresh start: a folder left by a killed run is overwritten, not resumed,
         # so the result never depends on where the earlier attempt stopped.
-        fit = Trainer(train_config_for(spec)).fit(
-            model, splits["train"], splits["dev"], test=splits["test"], out_dir=run_dir,
-            meta=run_meta(spec, task, model_config))
+        try:
+            fit = Trainer(train_config_for(spec)).fit(
+                model, splits["train"], splits["dev"], test=splits["test"], out_dir=run_dir,
+                meta=run_meta(spec, task, model_config))
+        except NonFiniteError as err:
+            write_spec(run_dir, spec)
+            yield RunResult.failed(spec, str(err), "loop", steps=(err.step or 1) - 1,
+                                   seconds=time.perf_counter() - start)
+            continue
         seconds = time.perf_counter() - start
         write_spec(run_dir, spec)
         yield RunResult(spec, best_dev_accuracy=float(fit.best_score),
@@ -111,6 +120,9 @@ def fast_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]
     for index, fit in iter_population(jobs):
         spec = specs[index]
         write_spec(runs_dir / spec.run_id, spec)
+        if isinstance(fit, NonFiniteError):
+            yield RunResult.failed(spec, str(fit), "fast", steps=(fit.step or 1) - 1)
+            continue
         yield RunResult(spec, best_dev_accuracy=float(fit.best_score),
                         test_accuracy=float(fit.test["accuracy"]), steps=int(fit.steps),
                         seconds=float(fit.seconds), engine="fast")

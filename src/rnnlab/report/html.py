@@ -16,6 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from rnnlab.experiments.results import FAILED, load_curve, reaches
 from rnnlab.io import atomic_write_bytes, atomic_write_text
 from rnnlab.report import plots
 
@@ -31,6 +32,7 @@ table { border-collapse: collapse; font-size: .88em; margin: .6em 0; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
 th { background: #f3f3f5; } td.l, th.l { text-align: left; }
 td.pass { background: #e7f5ea; } td.fail { background: #fbeaea; }
+td.failed, .failed { color: #a11; }
 pre { background: #f6f6f8; padding: .8em; overflow-x: auto; font-size: .85em; }
 details { margin: .8em 0; }
 """
@@ -46,8 +48,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _summary_table(summary: Mapping[str, Any]) -> str:
-    from rnnlab.experiments.memory import reaches
-
     lengths = sorted({p["length"] for c in summary["cells"].values() for p in c["lengths"]})
     head = "".join(f"<th>L = {n}</th>" for n in lengths)
     body = []
@@ -59,11 +59,17 @@ def _summary_table(summary: Mapping[str, Any]) -> str:
             if p is None:
                 cells.append("<td>not run</td>")
                 continue
-            ok = "pass" if reaches(p["mean"], summary["threshold"]) else "fail"
+            failed = (f' <small class="failed">({p["failed"]} failed)</small>'
+                      if p.get("failed") else "")
+            if p["mean"] is None:
+                cells.append(f'<td class="failed">no result{failed}</td>')
+                continue
+            ok = ("pass" if reaches(p["mean"], summary["threshold"]) and not p.get("failed")
+                  else "fail")
             ci = ("" if p["ci_half_width"] is None
                   else f" ± {p['ci_half_width']:.3f}")
             cells.append(f'<td class="{ok}">{p["mean"]:.3f}{ci} <small>(n={p["n"]})'
-                         f"</small></td>")
+                         f"</small>{failed}</td>")
         horizon = info["horizon"]
         body.append(f'<tr><th class="l">{escape(info["label"])}</th>{"".join(cells)}'
                     f"<td>{'none' if horizon is None else horizon}</td></tr>")
@@ -72,17 +78,25 @@ def _summary_table(summary: Mapping[str, Any]) -> str:
 
 
 def _results_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    head = ("<tr><th class='l'>cell</th><th>length</th><th>seed</th>"
+    head = ("<tr><th class='l'>cell</th><th>length</th><th>seed</th><th class='l'>status</th>"
             "<th>best dev accuracy</th><th>test accuracy</th><th>steps</th>"
             "<th>seconds</th><th class='l'>engine</th><th class='l'>config hash</th></tr>")
-    body = "".join(
-        f"<tr><td class='l'>{escape(r['cell'])}</td><td>{r['length']}</td>"
-        f"<td>{r['seed']}</td><td>{r['best_dev_accuracy']:.3f}</td>"
-        f"<td>{r['test_accuracy']:.3f}</td><td>{r['steps']}</td>"
-        f"<td>{r['seconds']:.1f}</td><td class='l'>{escape(str(r.get('engine', '')))}</td>"
-        f"<td class='l'><code>{escape(r['config_hash'])}</code></td></tr>"
-        for r in rows)
+    body = "".join(_result_row(r) for r in rows)
     return f'<table id="results"><thead>{head}</thead><tbody>{body}</tbody></table>'
+
+
+def _result_row(r: Mapping[str, Any]) -> str:
+    """One run; a failed one shows its reason instead of accuracies."""
+    if r.get("status") == FAILED:
+        scores = (f"<td class='l failed' colspan='2'>failed: {escape(r['reason'])}</td>")
+        status = "<td class='l failed'>failed</td>"
+    else:
+        scores = f"<td>{r['best_dev_accuracy']:.3f}</td><td>{r['test_accuracy']:.3f}</td>"
+        status = "<td class='l'>ok</td>"
+    return (f"<tr><td class='l'>{escape(r['cell'])}</td><td>{r['length']}</td>"
+            f"<td>{r['seed']}</td>{status}{scores}<td>{r['steps']}</td>"
+            f"<td>{r['seconds']:.1f}</td><td class='l'>{escape(str(r.get('engine', '')))}</td>"
+            f"<td class='l'><code>{escape(r['config_hash'])}</code></td></tr>")
 
 
 def _settings_table(config: Mapping[str, Any]) -> str:
@@ -110,6 +124,12 @@ def render_memory_report(summary: Mapping[str, Any], rows: Sequence[Mapping[str,
     incomplete = ("" if runs["complete"] else
                   f"<p><strong>Incomplete:</strong> {runs['finished']} of {runs['expected']} "
                   f"runs have finished; rerun the same command to train the rest.</p>")
+    if runs.get("failed"):
+        incomplete += (f'<p class="failed" id="failed-runs"><strong>{runs["failed"]} failed '
+                       "run(s)</strong> (see <a href='#results'>Every run</a> for why): they "
+                       "have no accuracy, are left out of every mean, and a length where a run "
+                       "failed ends the horizon. Rerun with <code>--retry-failed</code> to try "
+                       "them again.</p>")
     one_seed = ("<p>With one seed per point the spread over seeds is unknown, so no "
                 "confidence interval is drawn or given (it is undefined, not zero).</p>"
                 if config["seeds"] == 1 else "")
@@ -152,7 +172,7 @@ at or above the threshold.</small></p>
 <h2>Every run</h2>
 <p>One row per run, as in <code>results.csv</code>. The config hash identifies everything
 that determines the run's result; rerunning the experiment skips runs whose hash is
-already here.</p>
+already here (failed ones too, unless <code>--retry-failed</code>).</p>
 {_results_table(rows)}
 
 <h2>Configuration</h2>
@@ -171,14 +191,13 @@ def write_memory_report(out_dir: str | Path, summary: Mapping[str, Any],
                         specs: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> Path:
     """Draw the figures, write them as PNGs and write ``report.html``; return its path.
 
-    ``specs`` are the grid's :class:`~rnnlab.experiments.memory.RunSpec` objects;
+    ``specs`` are the grid's :class:`~rnnlab.experiments.grid.RunSpec` objects;
     each finished run's curve is read from ``out_dir/runs/<run_id>/metrics.csv``.
     """
-    from rnnlab.experiments.memory import load_curve
     from rnnlab.protocols import get_protocol
 
     out_dir = Path(out_dir)
-    finished = {r["config_hash"] for r in rows}
+    finished = {r["config_hash"] for r in rows if r.get("status") != FAILED}
     images = {"accuracy_vs_length": plots.accuracy_vs_length(summary)}
     for index, (cell, info) in enumerate(summary["cells"].items()):
         by_length: dict[int, list[dict[str, Any]]] = {}

@@ -116,6 +116,12 @@ def read_file(path: str | os.PathLike) -> SplitData:
                 label = parts[1].strip()
                 if not (label.isdecimal() and int(label) < NUM_CLASSES):
                     raise RnnlabError(f"{where}: label {label!r} is not a sum 0-18")
+                # Two digits to sum is the task: a shorter row cannot be an example.
+                check(len(digits) >= 2, f"{where}: a DigitSum sequence needs at least two "
+                      f"digits (the two to sum), got {len(digits)}")
+                check(int(label) == digits[0] + digits[1],
+                      f"{where}: label {label} is not the sum of the first two digits "
+                      f"{digits[0]} + {digits[1]}")
                 rows.append(digits)
                 labels.append(int(label))
     except UnicodeDecodeError as err:
