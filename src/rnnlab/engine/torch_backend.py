@@ -50,7 +50,8 @@ class TorchBackend:
             state = _GroupState(group_members)
             for i, m in enumerate(group_members):
                 # members see rows of the stacked tensors, so snapshots and outputs work unchanged
-                m.params, m.opt_a, m.opt_b = state.params[i], state.opt_a[i], state.opt_b[i]
+                m.params, m.exp_avg = state.params[i], state.exp_avg[i]
+                m.exp_avg_sq = state.exp_avg_sq[i]
             groups.append(Group(group_members, state=state))
         return groups
 
@@ -146,8 +147,8 @@ class _GroupState:
         self.members = members
         self.shape = members[0].shape
         self.params = torch.stack([m.params for m in members]).contiguous()
-        self.opt_a = torch.zeros_like(self.params)
-        self.opt_b = torch.zeros_like(self.params)
+        self.exp_avg = torch.zeros_like(self.params)
+        self.exp_avg_sq = torch.zeros_like(self.params)
         self.grad = torch.zeros_like(self.params)
         self.tokens = torch.stack([torch.from_numpy(m.tokens).long() for m in members])
         self.labels = torch.stack([torch.from_numpy(m.labels).long() for m in members])
@@ -262,17 +263,17 @@ class _GroupState:
         g = g + self.weight_decay * p
         if self.adam:
             beta1, beta2, eps = 0.9, 0.999, 1e-8
-            self.opt_a.lerp_(g, 1 - beta1)
-            self.opt_b.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            self.exp_avg.lerp_(g, 1 - beta1)
+            self.exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             step_size = self.lr / (1 - beta1 ** self.steps_taken)
-            denom = (self.opt_b.sqrt() / (1 - beta2 ** self.steps_taken) ** 0.5).add_(eps)
-            p.sub_(step_size * (self.opt_a / denom))
+            denom = (self.exp_avg_sq.sqrt() / (1 - beta2 ** self.steps_taken) ** 0.5).add_(eps)
+            p.sub_(step_size * (self.exp_avg / denom))
         else:
             if self.steps_taken == 1:
-                self.opt_a.copy_(g)
+                self.exp_avg.copy_(g)
             else:
-                self.opt_a.mul_(self.momentum).add_(g)
-            direction = torch.where(self.momentum != 0, self.opt_a, g)
+                self.exp_avg.mul_(self.momentum).add_(g)
+            direction = torch.where(self.momentum != 0, self.exp_avg, g)
             p.sub_(self.lr * direction)
         for member in self.members:
             member.step[0] = self.steps_taken

@@ -17,6 +17,7 @@ Keys:
     ``train_config``: :meth:`TrainConfig.asdict`; ``meta``: the caller's configs
     (model config, task and its parameters, data seed...).
     ``callbacks``: each stateful callback's state.
+    ``carried``: stateful (TBPTT) training's carried recurrent state, ``[h]`` or ``[h, c]``.
 """
 
 from __future__ import annotations
