@@ -17,6 +17,7 @@ dimension on every weight, which is how the lock-step engine reuses them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -48,13 +49,16 @@ class RecurrentCell(nn.Module):
     """Base class of the hand-written cells (see the module docstring).
 
     Subclasses set ``name``, ``gates`` (rows of ``weight_ih`` per hidden unit),
-    ``native`` (the ``torch.nn`` module with the same recurrence, or ``None``) and
-    implement :meth:`update`.
+    ``native`` (the ``torch.nn`` module with the same recurrence, or ``None``),
+    ``recurrence`` (the pure update function of their file, ``(gi, state, weight_hh,
+    bias_hh, **options) -> state``, which the lock-step engine calls with stacked
+    weights) and implement :meth:`update` with it.
     """
 
     name: ClassVar[str] = ""
     gates: ClassVar[int] = 1
     native: ClassVar[str | None] = None
+    recurrence: ClassVar[Callable[..., State]]
     state_is_tuple: ClassVar[bool] = False
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,

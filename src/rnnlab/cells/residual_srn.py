@@ -15,9 +15,10 @@ from rnnlab.cells.srn import SRN, srn_update
 
 
 def residual_srn_update(gi: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None,
-                        nonlinearity: str = "tanh") -> Tensor:
-    """``h + act(gi + W_hh h + b_hh)`` where ``gi = W_ih x + b_ih``."""
-    return h + srn_update(gi, h, weight_hh, bias_hh, nonlinearity)
+                        nonlinearity: str = "tanh",
+                        trace: dict[str, Tensor] | None = None) -> Tensor:
+    """``h + act(gi + W_hh h + b_hh)`` where ``gi = W_ih x + b_ih`` (``trace``: ``act``)."""
+    return h + srn_update(gi, h, weight_hh, bias_hh, nonlinearity, trace)
 
 
 def residual_srn_step(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
@@ -54,6 +55,7 @@ class ResidualSRN(SRN):
     """
 
     name: ClassVar[str] = "residual-srn"
+    recurrence = staticmethod(residual_srn_update)
     native: ClassVar[str | None] = None
 
     def update(self, gi: Tensor, state: Tensor) -> Tensor:

@@ -19,9 +19,15 @@ NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 def srn_update(gi: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None,
-               nonlinearity: str = "tanh") -> Tensor:
-    """``act(gi + W_hh h + b_hh)`` where ``gi = W_ih x + b_ih`` is already computed."""
-    return NONLINEARITIES[nonlinearity](gi + linear(h, weight_hh, bias_hh))
+               nonlinearity: str = "tanh", trace: dict[str, Tensor] | None = None) -> Tensor:
+    """``act(gi + W_hh h + b_hh)`` where ``gi = W_ih x + b_ih`` is already computed.
+
+    ``trace``, when given, receives ``act`` (what a hand-written backward pass needs).
+    """
+    a = NONLINEARITIES[nonlinearity](gi + linear(h, weight_hh, bias_hh))
+    if trace is not None:
+        trace["act"] = a
+    return a
 
 
 def srn_step(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
@@ -55,6 +61,7 @@ class SRN(RecurrentCell):
     """
 
     name: ClassVar[str] = "srn"
+    recurrence = staticmethod(srn_update)
     gates: ClassVar[int] = 1
     native: ClassVar[str | None] = "RNN"
 
