@@ -20,7 +20,8 @@ Modules are created in the order embedding, recurrent layer, head, so a seeded
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 from rnnlab.cells import State, get_cell, init_names
 from rnnlab.errors import RnnlabError, check
 from rnnlab.layers import BACKENDS, Recurrent
+from rnnlab.tasks.base import TaskSpec
 
 INPUTS = ("tokens", "features")
 HEADS = ("classify", "tag", "regress", "regress-last")
@@ -106,8 +108,22 @@ class ModelConfig:
         """Features of each step entering the recurrent layer."""
         return self.embedding_dim if self.input == "tokens" else int(self.input_size)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def asdict(self) -> dict[str, Any]:
+        """Plain values (what checkpoints and ``summary.json`` store)."""
+        return dataclasses.asdict(self)
+
+
+def model_config_for(spec: TaskSpec, **overrides: Any) -> ModelConfig:
+    """A :class:`ModelConfig` shaped for a task's data (``task.spec``): its input,
+    vocabulary or input size, head and outputs; ``overrides`` choose the rest (cell,
+    sizes, initialiser...) and may change any field."""
+    shape: dict[str, Any] = {"input": spec.input, "head": spec.head,
+                             "num_outputs": spec.num_outputs}
+    if spec.input == "tokens":
+        shape["vocab_size"] = spec.vocab_size
+    else:
+        shape["input_size"] = spec.input_size
+    return ModelConfig(**{**shape, **overrides})
 
 
 class SequenceModel(nn.Module):
@@ -206,4 +222,4 @@ def build_model(config: ModelConfig) -> SequenceModel:
 
 
 __all__ = ["MODELS", "LastStateRegressor", "ModelConfig", "SequenceClassifier", "SequenceModel",
-           "SequenceRegressor", "SequenceTagger", "build_model"]
+           "SequenceRegressor", "SequenceTagger", "build_model", "model_config_for"]

@@ -156,7 +156,7 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     Example:
       rnnlab train digitsum --length 20 --cell residual-srn --protocol nndl --out runs/x
     """
-    from rnnlab.models import ModelConfig
+    from rnnlab.models import ModelConfig, model_config_for
     from rnnlab.tasks import task_class
     from rnnlab.train import TrainConfig, Trainer, load_checkpoint, seeded_model
     from rnnlab.train.checkpoint import LAST
@@ -193,7 +193,7 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
               "choose another --out")
 
     task = task_cls(**task_params)
-    model_config = task.model_config(**model_overrides)
+    model_config = model_config_for(task.spec, **model_overrides)
     progress = "off" if (quiet or as_json) else "auto"
     train_config = TrainConfig(**{**train_values, "seed": seed, "threads": threads,
                                   "progress": progress})

@@ -91,3 +91,31 @@ def run_stream(model: nn.Module, inputs: Tensor, chunk: int, state: Any = None,
             state = final
             outputs.append(output)
     return torch.cat(outputs, dim=1), state
+
+
+def as_streams(split: SplitData, streams: int = 1) -> SplitData:
+    """Sequences ``(N, L, ...)`` laid end to end into ``streams`` parallel streams.
+
+    Sequence ``i`` goes to stream ``i % streams``, so feeding the streams chunk by chunk
+    (chunk length ``L``) feeds the sequences ``streams`` at a time in their order, as a
+    loop over consecutive batches does. ``N`` must be a multiple of ``streams``.
+    """
+    n, length = split.inputs.shape[0], split.inputs.shape[1]
+    check(n % streams == 0, f"{n} sequences cannot be dealt into {streams} streams evenly; "
+          f"use a multiple of {streams}")
+
+    def lay(t: Tensor) -> Tensor:
+        rest = tuple(t.shape[2:])
+        return (t.reshape(n // streams, streams, length, *rest).transpose(0, 1)
+                .reshape(streams, (n // streams) * length, *rest))
+
+    return SplitData(lay(split.inputs), lay(split.targets))
+
+
+def from_streams(values: Tensor, length: int) -> Tensor:
+    """The inverse of :func:`as_streams` for outputs ``(S, T, ...)``: ``(N, length, ...)``."""
+    streams, total = values.shape[0], values.shape[1]
+    rest = tuple(values.shape[2:])
+    per = total // length
+    return (values.reshape(streams, per, length, *rest).transpose(0, 1)
+            .reshape(streams * per, length, *rest))
