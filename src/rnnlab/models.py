@@ -34,6 +34,7 @@ from rnnlab.tasks.base import TaskSpec
 
 INPUTS = ("tokens", "features")
 HEADS = ("classify", "tag", "regress", "regress-last")
+POOLS = ("last", "mean")
 NONLINEARITIES = ("tanh", "relu")
 
 
@@ -48,7 +49,11 @@ class ModelConfig:
     ``init`` names the cell initialiser (``zeros``, ``torch``, ``orthogonal``,
     ``normal`` with ``init_std``, ``xavier``); it applies to the recurrent cells only.
     ``nonlinearity`` is for ``srn`` and ``residual-srn``. ``vocab_size`` is required
-    with ``input="tokens"``, ``input_size`` with ``input="features"``.
+    with ``input="tokens"``, ``input_size`` with ``input="features"``. ``pool`` is what a
+    ``classify`` head reads: ``"last"``, each sequence's last valid state (for a
+    bidirectional layer, the forward state at the last real token joined with the
+    backward state at the first), or ``"mean"``, the layer's outputs averaged over the
+    real tokens.
     """
 
     cell: str = "srn"
@@ -65,6 +70,7 @@ class ModelConfig:
     head: str = "classify"
     num_outputs: int | None = None
     backend: str = "python"
+    pool: str = "last"
 
     def __post_init__(self) -> None:
         cell_cls = get_cell(self.cell)
@@ -97,6 +103,9 @@ class ModelConfig:
         check(self.head in HEADS, f"unknown head {self.head!r}; known heads: " + ", ".join(HEADS))
         check(_positive_int(self.num_outputs),
               f"num_outputs must be a positive integer, got {self.num_outputs!r}")
+        check(self.pool in POOLS, f"unknown pool {self.pool!r}; known: " + ", ".join(POOLS))
+        check(self.pool == "last" or self.head == "classify",
+              f"pool={self.pool!r} applies to the classify head only, not {self.head!r}")
         check(self.backend in BACKENDS,
               f"unknown backend {self.backend!r}; known backends: " + ", ".join(BACKENDS))
         check(self.backend == "python" or cell_cls.native is not None,
@@ -160,7 +169,7 @@ class SequenceModel(nn.Module):
                               f"got {int(x.min())}..{int(x.max())}")
         return self.embedding(x)
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     def last_state(self, final_state: State) -> Tensor:
@@ -173,28 +182,34 @@ class SequenceModel(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None,
                 return_state: bool = False) -> Tensor | tuple[Tensor, State]:
         outputs, final_state = self.recurrent(self.embed(x), state=state, lengths=lengths)
-        result = self.readout(outputs, final_state)
+        result = self.readout(outputs, final_state, lengths)
         return (result, final_state) if return_state else result
 
 
 class SequenceClassifier(SequenceModel):
-    """Logits ``(N, C)`` from each sequence's last valid state (the seed 004 model)."""
+    """Logits ``(N, C)`` from each sequence's last valid state (the seed 004 model), or
+    from its outputs averaged over its real steps (``pool="mean"``)."""
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
+        if self.config.pool == "mean":
+            # Outputs past a sequence's end are zero, so the sum covers its real steps.
+            steps = outputs.new_full((outputs.shape[0], 1), outputs.shape[1]) \
+                if lengths is None else lengths.reshape(-1, 1).to(outputs.dtype)
+            return self.head(outputs.sum(1) / steps)
         return self.head(self.last_state(final_state))
 
 
 class SequenceTagger(SequenceModel):
     """Logits ``(N, L, C)``: one class per step."""
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
         return self.head(outputs)
 
 
 class SequenceRegressor(SequenceModel):
     """Values ``(N, L, num_outputs)``: one real vector per step."""
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
         return self.head(outputs)
 
 
@@ -202,7 +217,7 @@ class LastStateRegressor(SequenceModel):
     """Values ``(N, num_outputs)`` from each sequence's last valid state: one real
     vector per sequence (head ``"regress-last"``)."""
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
         return self.head(self.last_state(final_state))
 
 

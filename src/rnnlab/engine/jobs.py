@@ -81,6 +81,8 @@ def check_supported(job: Job, index: int) -> Shape:
         raise refuse("real-valued input features (token inputs only)")
     if get("head", "classify") != "classify":
         raise refuse(f"a {get('head')!r} head (sequence classification only)")
+    if get("pool", "last") != "last":
+        raise refuse(f"pool={get('pool')!r} (its head reads the last state only)")
     if get("nonlinearity", "tanh") not in ("tanh", "relu"):
         raise refuse(f"the {get('nonlinearity')!r} nonlinearity (tanh and relu)")
     if tc.loss not in ("auto", "cross_entropy") or tc.metric not in ("auto", "accuracy"):

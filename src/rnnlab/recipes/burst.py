@@ -82,9 +82,11 @@ def _train(label: str, config: ModelConfig, carry: bool, train: SplitData,
     if carry:  # the seed's bug, kept on purpose: the next pass starts where this one ended
         data = SplitData(train.inputs.repeat(1, iterations, 1),
                          train.targets.repeat(1, iterations))
+    # Predictions go n_sequences at a time, as the seed's model is used.
     trainer = Trainer(TrainConfig(epochs=1 if carry else iterations, lr=settings.lr,
                                   tbptt=settings.length, eval_every=1, seed=settings.seed,
-                                  progress="off", checkpoints="last"))
+                                  eval_batch_size=settings.n_sequences, progress="off",
+                                  checkpoints="last"))
     run_dir = out / "runs" / f"{config.cell}-{'carried' if carry else 'fresh'}"
     result = trainer.fit(model, data, out_dir=run_dir)
     history = [{"model": label, "iteration": r["step"], "loss": round(r["train_loss"], 6),
