@@ -35,6 +35,8 @@ from rnnlab.tasks.base import TaskSpec
 INPUTS = ("tokens", "features")
 HEADS = ("classify", "tag", "regress", "regress-last")
 POOLS = ("last", "mean")
+# The recurrent cell's biases: torch's two (b_ih and b_hh), the seed 004 SRN's one, none.
+BIASES = {"two": True, "single": "single", "none": False}
 NONLINEARITIES = ("tanh", "relu")
 
 
@@ -53,7 +55,8 @@ class ModelConfig:
     ``classify`` head reads: ``"last"``, each sequence's last valid state (for a
     bidirectional layer, the forward state at the last real token joined with the
     backward state at the first), or ``"mean"``, the layer's outputs averaged over the
-    real tokens.
+    real tokens. ``bias``: ``"two"`` (torch's ``b_ih`` and ``b_hh``), ``"single"`` (one
+    vector, as the seed 004 SRN; python backend only) or ``"none"``.
     """
 
     cell: str = "srn"
@@ -71,6 +74,7 @@ class ModelConfig:
     num_outputs: int | None = None
     backend: str = "python"
     pool: str = "last"
+    bias: str = "two"
 
     def __post_init__(self) -> None:
         cell_cls = get_cell(self.cell)
@@ -103,6 +107,11 @@ class ModelConfig:
         check(self.head in HEADS, f"unknown head {self.head!r}; known heads: " + ", ".join(HEADS))
         check(_positive_int(self.num_outputs),
               f"num_outputs must be a positive integer, got {self.num_outputs!r}")
+        check(self.bias in BIASES,
+              f"unknown bias {self.bias!r}; known: " + ", ".join(BIASES))
+        check(self.bias != "single" or self.backend == "python",
+              "bias='single' (one bias vector) has no torch.nn twin, so it needs "
+              "backend='python'")
         check(self.pool in POOLS, f"unknown pool {self.pool!r}; known: " + ", ".join(POOLS))
         check(self.pool == "last" or self.head == "classify",
               f"pool={self.pool!r} applies to the classify head only, not {self.head!r}")
@@ -148,7 +157,8 @@ class SequenceModel(nn.Module):
             weight = nn.init.xavier_uniform_(torch.empty(int(config.vocab_size),
                                                          config.embedding_dim))
             self.embedding = nn.Embedding.from_pretrained(weight, freeze=False)
-        cell_kwargs: dict[str, Any] = {"init": config.init, "init_std": config.init_std}
+        cell_kwargs: dict[str, Any] = {"init": config.init, "init_std": config.init_std,
+                                       "bias": BIASES[config.bias]}
         if config.cell in ("srn", "residual-srn"):
             cell_kwargs["nonlinearity"] = config.nonlinearity
         self.recurrent = Recurrent(config.cell, config.recurrent_input_size,

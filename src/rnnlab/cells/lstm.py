@@ -58,7 +58,7 @@ class LSTM(RecurrentCell):
     Args:
         input_size: features of ``x`` (``H_in``).
         hidden_size: features of ``h`` and ``c`` (``H_out``).
-        bias: if ``False``, no ``b_ih`` and ``b_hh``.
+        bias: if ``False``, no ``b_ih`` and ``b_hh``; ``"single"``: only ``b_ih``.
         init: initialiser name (see :mod:`rnnlab.cells.init`).
         init_std: standard deviation for ``init="normal"``.
 

@@ -173,7 +173,8 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     data_seed = seed if data_seed is None else data_seed
 
     task_params = {**chosen.task_overrides(task_cls), **given_task}
-    model_overrides = {"cell": "srn", **chosen.model, **given_model}
+    cell = given_model.get("cell", chosen.model.get("cell", "srn"))
+    model_overrides = {"cell": "srn", **chosen.model_for(cell), **given_model}
     train_values = {**chosen.train, **given_train}
     out = out or Path("runs") / _run_name(task_name, model_overrides["cell"],
                                           task_params.get("length"), seed)

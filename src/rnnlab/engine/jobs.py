@@ -81,6 +81,9 @@ def check_supported(job: Job, index: int) -> Shape:
         raise refuse("real-valued input features (token inputs only)")
     if get("head", "classify") != "classify":
         raise refuse(f"a {get('head')!r} head (sequence classification only)")
+    if get("bias", "two") != "two":
+        raise refuse(f"bias={get('bias')!r} (the kernel's cells have torch's two bias "
+                     "vectors, b_ih and b_hh)")
     if get("pool", "last") != "last":
         raise refuse(f"pool={get('pool')!r} (its head reads the last state only)")
     if get("nonlinearity", "tanh") not in ("tanh", "relu"):
