@@ -13,7 +13,8 @@ from rnnlab.errors import RnnlabError
 from rnnlab.io import read_csv
 from rnnlab.models import ModelConfig
 from rnnlab.tasks.base import SplitData
-from rnnlab.train import Callback, TrainConfig, Trainer, load_checkpoint, seeded_model
+from rnnlab.train import TrainConfig, Trainer, load_checkpoint, seeded_model
+from test_trainer import CrashAt
 
 QUIET = {"progress": "off"}
 
@@ -87,15 +88,6 @@ def test_the_comparison_sees_a_missing_carry_or_reset(change):
     Trainer(TrainConfig(epochs=3, lr=0.01, tbptt=7, seed=4, **QUIET)).fit(net, data)
     assert not torch.equal(net.recurrent.cells[0].weight_hh,
                            reference.recurrent.cells[0].weight_hh)
-
-
-class CrashAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, loss):
-        if trainer.state.step == self.step:
-            raise KeyboardInterrupt(f"simulated crash at step {self.step}")
 
 
 # 5 chunks per epoch: checkpoints mid-stream at steps 9 and 12, at an epoch's end at 10.

@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from rnnlab.errors import NonFiniteError, RnnlabError, check
 from rnnlab.seeding import rng_state, seed_everything, set_rng_state
 from rnnlab.tasks.base import SplitData
-from rnnlab.train import stateful
+from rnnlab.train import evaluation, stateful
 from rnnlab.train.callbacks import (
     Callback,
     EarlyStopping,
@@ -73,11 +73,9 @@ from rnnlab.train.callbacks import (
 )
 from rnnlab.train.checkpoint import LAST, load_checkpoint
 from rnnlab.train.config import RESUMABLE_CHANGES, TrainConfig
-from rnnlab.train.data import as_split, as_tensor, batch_ranges, num_batches
+from rnnlab.train.data import as_split, batch_ranges, num_batches
 from rnnlab.train.optim import clip_gradients, make_optimizer
 from rnnlab.train.scoring import (
-    Scores,
-    auto_metric,
     checkpoint_kept,
     compute_loss,
     forward,
@@ -348,70 +346,26 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_evaluate(self, {**record, "improved": improved})
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
-        """``{"loss": mean loss per term, metric: value}`` over a whole split.
+        """``{"loss": mean loss per term, metric: value}`` over a whole split, in eval
+        mode (stateful: along the streams, adding ``<metric>_fresh``; see
+        :func:`rnnlab.train.evaluation.evaluate`)."""
+        return evaluation.evaluate(model, data, self.config)
 
-        Stateful training scores each stream from a fresh state, chunk after chunk with
-        the state carried, and adds ``<metric>_fresh``: the same with a fresh state for
-        every chunk, which shows what the carried state is worth.
-        """
-        split = as_split(data, "data")
-        metric = self._metric_for(split)
-        kind = loss_kind(self.config.loss, split.targets)
-        was_training = model.training
-        model.eval()
-        scores = Scores(kind, metric)
-        try:
-            if self.stateful:
-                fresh = Scores(kind, metric)
-                chunk = int(self.config.tbptt)
-                for a, b in batch_ranges(len(split), self.config.eval_batch_size):
-                    x, y = split.inputs[a:b], split.targets[a:b]
-                    scores.add(stateful.run_stream(model, x, chunk)[0], y)
-                    fresh.add(stateful.run_stream(model, x, chunk, carry=False)[0], y)
-                return {**scores.result(), f"{metric}_fresh": fresh.result()[metric]}
-            for start, stop in batch_ranges(len(split), self.config.eval_batch_size):
-                lengths = None if split.lengths is None else split.lengths[start:stop]
-                scores.add(forward(model, split.inputs[start:stop], lengths),
-                           split.targets[start:stop], lengths)
-        finally:
-            model.train(was_training)
-        return scores.result()
-
-    @torch.no_grad()
     def predict(self, model: nn.Module, inputs: Any, lengths: Any = None) -> Tensor:
         """The model's outputs (logits or values) for ``inputs``, in batches, in eval mode."""
-        x = as_tensor(inputs)
-        lens = None if lengths is None else as_tensor(lengths)
-        was_training = model.training
-        model.eval()
-        try:
-            outputs = [
-                forward(model, x[start:stop], None if lens is None else lens[start:stop])
-                for start, stop in batch_ranges(x.shape[0], self.config.eval_batch_size)
-            ]
-        finally:
-            model.train(was_training)
-        return torch.cat(outputs)
+        return evaluation.predict(model, inputs, self.config, lengths)
 
-    @torch.no_grad()
     def predict_stream(self, model: nn.Module, inputs: Any, state: Any = None,
                        carry: bool = True) -> tuple[Tensor, Any]:
         """Outputs along streams ``(S, T, ...)`` in chunks of ``config.tbptt`` (in eval
         mode), starting from ``state`` (e.g. :attr:`carried_state`); returns them and the
         final state. ``carry=False`` gives every chunk a fresh state."""
         check(self.stateful, "predict_stream needs a stateful trainer (set tbptt)")
-        was_training = model.training
-        model.eval()
-        try:
-            return stateful.run_stream(model, as_tensor(inputs), int(self.config.tbptt),
-                                       state, carry)
-        finally:
-            model.train(was_training)
+        return evaluation.predict_stream(model, inputs, int(self.config.tbptt), state, carry)
 
     def _metric_for(self, split: SplitData) -> str:
-        return self.config.metric if self.config.metric != "auto" else auto_metric(split.targets)
+        return evaluation.metric_for(self.config, split)
 
     # ------------------------------------------------------------------ run state
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
