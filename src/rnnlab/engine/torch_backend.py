@@ -5,8 +5,8 @@ cell's update function from :mod:`rnnlab.cells` (``srn_update``, ``lstm_update``
 the functions the cells themselves run) to all members at once with stacked weights
 (:func:`rnnlab.cells.base.linear` makes each product one batched matmul), asking it
 for a ``trace`` of its gates. The backward pass through time is written out from
-those traces: autograd on the same forward was measured 1.1 to 3.3 times slower per
-step for these small models (docs/ARCHITECTURE.md, "Engine backends"), its
+those traces: autograd on the same forward was measured 1.0 to 3.4 times slower per
+step for these small models (``benchmarks/torch_backend_autograd.py``), its
 per-operation bookkeeping being most of the cost. Adam or SGD then runs once over
 the stacked flat parameters ``[M, P]`` with per-member learning rate, momentum,
 weight decay and clipping. It computes what the C kernel computes, in the same
