@@ -48,6 +48,7 @@ import jax_digitsum  # noqa: E402
 import numba_srn  # noqa: E402
 
 from rnnlab.engine import Job, train_population  # noqa: E402
+from rnnlab.models import model_config_for  # noqa: E402
 from rnnlab.protocols import get_protocol  # noqa: E402
 from rnnlab.tasks.digitsum import DigitSum  # noqa: E402
 from rnnlab.train import TrainConfig, Trainer, seeded_model  # noqa: E402
@@ -159,7 +160,7 @@ def time_compiled(cell: str, length: int, steps: int) -> tuple[float, float]:
 
 
 def nndl_configs(cell: str, **train):
-    model = DigitSum(length=5).model_config(**{**NNDL.model, "cell": cell})
+    model = model_config_for(DigitSum(length=5).spec, **{**NNDL.model, "cell": cell})
     return model, TrainConfig(**{**NNDL.train, "progress": "off", **train})
 
 

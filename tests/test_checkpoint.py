@@ -14,7 +14,7 @@ from rnnlab.train.checkpoint import save_checkpoint
 KEYS = {"format", "version", "digest", "kind", "model", "optimizer", "best_model", "rng",
         "data_generator", "order", "n_train", "step", "epoch", "batch_in_epoch", "best_score",
         "best_step", "last_eval_step", "stopped_early", "finished", "seconds", "metric",
-        "history", "train_config", "meta", "callbacks"}
+        "history", "train_config", "meta", "callbacks", "carried"}
 
 
 @pytest.fixture(scope="module")

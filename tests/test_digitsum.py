@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rnnlab.errors import RnnlabError
+from rnnlab.models import model_config_for
 from rnnlab.tasks import get_task
 from rnnlab.tasks.base import SplitData
 from rnnlab.tasks.digitsum import DigitSum, generate, read_file, write_file
@@ -154,7 +155,7 @@ def test_memoryless_baseline_is_majority_label_given_last_digit():
 
 
 def test_model_config_fits_the_task():
-    config = DigitSum(length=5).model_config(cell="gru", hidden_size=8)
+    config = model_config_for(DigitSum(length=5).spec, cell="gru", hidden_size=8)
     assert (config.vocab_size, config.num_outputs, config.head) == (10, 19, "classify")
 
 

@@ -17,7 +17,7 @@ from rnnlab.engine import Job, get_backend, train_population
 from rnnlab.engine.layout import Shape, flatten, unflatten
 from rnnlab.errors import RnnlabError
 from rnnlab.io import read_csv
-from rnnlab.models import ModelConfig
+from rnnlab.models import ModelConfig, model_config_for
 from rnnlab.tasks.digitsum import DigitSum
 from rnnlab.train import TrainConfig, Trainer, load_checkpoint, seeded_model
 
@@ -46,8 +46,8 @@ def make_jobs(tmp: Path | None, cell: str, specs, **config) -> list[Job]:
         extra = spec[3] if len(spec) > 3 else {}
         task = DigitSum(length=length)
         splits = task.splits(seed)
-        model_config = task.model_config(cell=cell, init="torch",
-                                         **extra.pop("model", {}))
+        model_config = model_config_for(task.spec, cell=cell, init="torch",
+                                        **extra.pop("model", {}))
         base = dict(epochs=5, batch_size=8, lr=lr, eval_every=40, seed=seed, progress="off")
         train_config = TrainConfig(**{**base, **config, **extra})
         jobs.append(Job(splits["train"], splits["dev"], model_config, train_config,
@@ -177,7 +177,7 @@ def test_layout_round_trip_with_padding():
 def test_unsupported_models_raise_with_advice(change, words):
     task = DigitSum(length=5)
     splits = task.splits(0)
-    config = ModelConfig(**{**task.model_config().to_dict(), **change})
+    config = ModelConfig(**{**model_config_for(task.spec).asdict(), **change})
     job = Job(splits["train"], splits["dev"], config, TrainConfig(epochs=1))
     with pytest.raises(RnnlabError, match=words) as err:
         train_population([job])

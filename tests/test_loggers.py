@@ -8,6 +8,7 @@ import pytest
 
 from rnnlab.errors import RnnlabError
 from rnnlab.io import read_csv
+from rnnlab.models import model_config_for
 from rnnlab.tasks import get_task
 from rnnlab.train import TrainConfig, Trainer, seeded_model
 from rnnlab.train.loggers import LineLogger, Logger, TensorBoardLogger, make_logger
@@ -18,7 +19,7 @@ CONFIG = TrainConfig(epochs=2, batch_size=16, lr=5e-3, eval_every=10, seed=0, pr
 def _fit(tmp_path, callbacks):
     task = get_task("digitsum", length=5, k_train=1, k_dev=1, k_test=1)
     splits = task.splits(seed=0)
-    model = seeded_model(task.model_config(cell="gru", hidden_size=8, embedding_dim=4), 0)
+    model = seeded_model(model_config_for(task.spec, cell="gru", hidden_size=8, embedding_dim=4), 0)
     return Trainer(CONFIG, callbacks=callbacks).fit(
         model, splits["train"], splits["dev"], test=splits["test"], out_dir=tmp_path / "run")
 

@@ -90,7 +90,11 @@ def test_bad_values_are_one_clear_error(changes, words):
 
 
 def test_threshold_one_is_allowed():
-    MemoryConfig(threshold=1.0).validate()
+    """1.0 (every test example right) is the top of the range, not past it."""
+    assert MemoryConfig(threshold=1.0).validate().threshold == 1.0
+    with pytest.raises(RnnlabError, match=r"--threshold must be in \(0, 1\]"):
+        MemoryConfig(threshold=1.0 + 1e-6).validate()
+    assert memory_mod.memory_horizon({5: 1.0, 10: 1.0, 15: 0.99}, 1.0) == 10
 
 
 # --- grid and hashing --------------------------------------------------------------------

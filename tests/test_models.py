@@ -172,7 +172,7 @@ def test_config_is_frozen_and_round_trips():
     config = ModelConfig(**TOKENS)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.hidden_size = 64
-    assert ModelConfig(**config.to_dict()) == config
+    assert ModelConfig(**config.asdict()) == config
 
 
 def test_bad_model_input_raises():

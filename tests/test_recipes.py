@@ -71,9 +71,17 @@ def test_digitsum(tmp_path):
     assert set(result.numbers) == {"srn", "residual-srn"}
 
 
+def test_text_bilstm_beats_any_bag_of_words(tmp_path):
+    result = run_recipe("text-bilstm", tmp_path, fast=True)
+    _check_outputs(result, tmp_path)
+    assert result.score > result.numbers["bag_of_words_ceiling"] + 0.1
+    assert result.numbers["per_kind"]["x-not-y"]["bag_of_words"] < 0.65
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
 def test_every_recipe_is_tested_and_described():
     assert set(recipe_names()) == {"burst", "sine", "sin-cos", "mnist-rows", "binary-pairs",
-                                   "digitsum"}
+                                   "digitsum", "text-bilstm"}
     for name in recipe_names():
         info = describe(name)
         assert info["summary"] and info["seed_report"] and "seed" in info["settings"]

@@ -39,11 +39,11 @@ def test_impossible_parameters(params, word):
 
 
 def test_model_is_a_last_state_regressor_trained_by_mse():
-    from rnnlab.models import LastStateRegressor, build_model
+    from rnnlab.models import LastStateRegressor, build_model, model_config_for
     from rnnlab.train import TrainConfig, Trainer
 
     task = get_task("adding", length=8, n_train=64, n_dev=32, n_test=32)
-    config = task.model_config(hidden_size=8)
+    config = model_config_for(task.spec, hidden_size=8)
     assert config.head == "regress-last" and config.num_outputs == 1
     torch.manual_seed(0)
     model = build_model(config)

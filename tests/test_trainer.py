@@ -363,3 +363,26 @@ def test_resume_with_early_stopping_stops_where_the_uninterrupted_run_stops(tmp_
         resumed = Trainer(config).fit(model, train, dev, out_dir=run, resume=True)
         assert (resumed.steps, resumed.stopped_early) == (ref.steps, True), crash_step
         assert params_equal(model, reference)
+
+
+def test_evaluate_and_predict_run_in_eval_mode_and_restore_the_mode():
+    """Dropout before the head makes train-mode outputs random: evaluate and predict must
+    switch to eval mode (and leave the model in the mode they found it in)."""
+    splits = digitsum()
+    model = small_model()
+    model.head = nn.Sequential(nn.Dropout(0.5), model.head)
+    model.train()
+    trainer = Trainer(TrainConfig(eval_batch_size=32, **QUIET))
+    torch.manual_seed(0)
+    logits = trainer.predict(model, splits["test"].inputs)
+    scores = trainer.evaluate(model, splits["test"])
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        expected = model(splits["test"].inputs)
+    torch.testing.assert_close(logits, expected, atol=1e-6, rtol=0)
+    correct = (expected.argmax(-1) == splits["test"].targets).float().mean()
+    assert scores["accuracy"] == pytest.approx(float(correct), abs=1e-9)
+    model.train()
+    with torch.no_grad():  # the check can fail: in train mode the outputs differ
+        assert not torch.allclose(model(splits["test"].inputs), expected, atol=1e-3)

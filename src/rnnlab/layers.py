@@ -69,6 +69,9 @@ class Recurrent(nn.Module):
         if backend == "native" and cell_cls.native is None:
             raise RnnlabError(f"cell {cell_cls.name!r} has no torch.nn twin, so it cannot "
                               "run with backend='native'; use backend='python'")
+        if backend == "native" and cell_kwargs.get("bias") == "single":
+            raise RnnlabError("bias='single' (one bias vector) has no torch.nn twin, so it "
+                              "cannot run with backend='native'; use backend='python'")
         self.cell_cls = cell_cls
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -132,6 +135,8 @@ class Recurrent(nn.Module):
         if native is None:
             raise RnnlabError(f"cell {self.cell_cls.name!r} has no torch.nn twin")
         first = self.cells[0]
+        if first.bias == "single":
+            raise RnnlabError("bias='single' (one bias vector) has no torch.nn twin")
         kwargs: dict[str, Any] = {}
         if native == "RNN":
             kwargs["nonlinearity"] = first.nonlinearity

@@ -20,7 +20,8 @@ Modules are created in the order embedding, recurrent layer, head, so a seeded
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,9 +30,13 @@ from torch import Tensor, nn
 from rnnlab.cells import State, get_cell, init_names
 from rnnlab.errors import RnnlabError, check
 from rnnlab.layers import BACKENDS, Recurrent
+from rnnlab.tasks.base import TaskSpec
 
 INPUTS = ("tokens", "features")
 HEADS = ("classify", "tag", "regress", "regress-last")
+POOLS = ("last", "mean")
+# The recurrent cell's biases: torch's two (b_ih and b_hh), the seed 004 SRN's one, none.
+BIASES = {"two": True, "single": "single", "none": False}
 NONLINEARITIES = ("tanh", "relu")
 
 
@@ -46,7 +51,12 @@ class ModelConfig:
     ``init`` names the cell initialiser (``zeros``, ``torch``, ``orthogonal``,
     ``normal`` with ``init_std``, ``xavier``); it applies to the recurrent cells only.
     ``nonlinearity`` is for ``srn`` and ``residual-srn``. ``vocab_size`` is required
-    with ``input="tokens"``, ``input_size`` with ``input="features"``.
+    with ``input="tokens"``, ``input_size`` with ``input="features"``. ``pool`` is what a
+    ``classify`` head reads: ``"last"``, each sequence's last valid state (for a
+    bidirectional layer, the forward state at the last real token joined with the
+    backward state at the first), or ``"mean"``, the layer's outputs averaged over the
+    real tokens. ``bias``: ``"two"`` (torch's ``b_ih`` and ``b_hh``), ``"single"`` (one
+    vector, as the seed 004 SRN; python backend only) or ``"none"``.
     """
 
     cell: str = "srn"
@@ -63,6 +73,8 @@ class ModelConfig:
     head: str = "classify"
     num_outputs: int | None = None
     backend: str = "python"
+    pool: str = "last"
+    bias: str = "two"
 
     def __post_init__(self) -> None:
         cell_cls = get_cell(self.cell)
@@ -95,6 +107,14 @@ class ModelConfig:
         check(self.head in HEADS, f"unknown head {self.head!r}; known heads: " + ", ".join(HEADS))
         check(_positive_int(self.num_outputs),
               f"num_outputs must be a positive integer, got {self.num_outputs!r}")
+        check(self.bias in BIASES,
+              f"unknown bias {self.bias!r}; known: " + ", ".join(BIASES))
+        check(self.bias != "single" or self.backend == "python",
+              "bias='single' (one bias vector) has no torch.nn twin, so it needs "
+              "backend='python'")
+        check(self.pool in POOLS, f"unknown pool {self.pool!r}; known: " + ", ".join(POOLS))
+        check(self.pool == "last" or self.head == "classify",
+              f"pool={self.pool!r} applies to the classify head only, not {self.head!r}")
         check(self.backend in BACKENDS,
               f"unknown backend {self.backend!r}; known backends: " + ", ".join(BACKENDS))
         check(self.backend == "python" or cell_cls.native is not None,
@@ -106,8 +126,22 @@ class ModelConfig:
         """Features of each step entering the recurrent layer."""
         return self.embedding_dim if self.input == "tokens" else int(self.input_size)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def asdict(self) -> dict[str, Any]:
+        """Plain values (what checkpoints and ``summary.json`` store)."""
+        return dataclasses.asdict(self)
+
+
+def model_config_for(spec: TaskSpec, **overrides: Any) -> ModelConfig:
+    """A :class:`ModelConfig` shaped for a task's data (``task.spec``): its input,
+    vocabulary or input size, head and outputs; ``overrides`` choose the rest (cell,
+    sizes, initialiser...) and may change any field."""
+    shape: dict[str, Any] = {"input": spec.input, "head": spec.head,
+                             "num_outputs": spec.num_outputs}
+    if spec.input == "tokens":
+        shape["vocab_size"] = spec.vocab_size
+    else:
+        shape["input_size"] = spec.input_size
+    return ModelConfig(**{**shape, **overrides})
 
 
 class SequenceModel(nn.Module):
@@ -123,7 +157,8 @@ class SequenceModel(nn.Module):
             weight = nn.init.xavier_uniform_(torch.empty(int(config.vocab_size),
                                                          config.embedding_dim))
             self.embedding = nn.Embedding.from_pretrained(weight, freeze=False)
-        cell_kwargs: dict[str, Any] = {"init": config.init, "init_std": config.init_std}
+        cell_kwargs: dict[str, Any] = {"init": config.init, "init_std": config.init_std,
+                                       "bias": BIASES[config.bias]}
         if config.cell in ("srn", "residual-srn"):
             cell_kwargs["nonlinearity"] = config.nonlinearity
         self.recurrent = Recurrent(config.cell, config.recurrent_input_size,
@@ -144,7 +179,7 @@ class SequenceModel(nn.Module):
                               f"got {int(x.min())}..{int(x.max())}")
         return self.embedding(x)
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     def last_state(self, final_state: State) -> Tensor:
@@ -157,28 +192,34 @@ class SequenceModel(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None,
                 return_state: bool = False) -> Tensor | tuple[Tensor, State]:
         outputs, final_state = self.recurrent(self.embed(x), state=state, lengths=lengths)
-        result = self.readout(outputs, final_state)
+        result = self.readout(outputs, final_state, lengths)
         return (result, final_state) if return_state else result
 
 
 class SequenceClassifier(SequenceModel):
-    """Logits ``(N, C)`` from each sequence's last valid state (the seed 004 model)."""
+    """Logits ``(N, C)`` from each sequence's last valid state (the seed 004 model), or
+    from its outputs averaged over its real steps (``pool="mean"``)."""
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
+        if self.config.pool == "mean":
+            # Outputs past a sequence's end are zero, so the sum covers its real steps.
+            steps = outputs.new_full((outputs.shape[0], 1), outputs.shape[1]) \
+                if lengths is None else lengths.reshape(-1, 1).to(outputs.dtype)
+            return self.head(outputs.sum(1) / steps)
         return self.head(self.last_state(final_state))
 
 
 class SequenceTagger(SequenceModel):
     """Logits ``(N, L, C)``: one class per step."""
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
         return self.head(outputs)
 
 
 class SequenceRegressor(SequenceModel):
     """Values ``(N, L, num_outputs)``: one real vector per step."""
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
         return self.head(outputs)
 
 
@@ -186,7 +227,7 @@ class LastStateRegressor(SequenceModel):
     """Values ``(N, num_outputs)`` from each sequence's last valid state: one real
     vector per sequence (head ``"regress-last"``)."""
 
-    def readout(self, outputs: Tensor, final_state: State) -> Tensor:
+    def readout(self, outputs: Tensor, final_state: State, lengths: Tensor | None) -> Tensor:
         return self.head(self.last_state(final_state))
 
 
@@ -206,4 +247,4 @@ def build_model(config: ModelConfig) -> SequenceModel:
 
 
 __all__ = ["MODELS", "LastStateRegressor", "ModelConfig", "SequenceClassifier", "SequenceModel",
-           "SequenceRegressor", "SequenceTagger", "build_model"]
+           "SequenceRegressor", "SequenceTagger", "build_model", "model_config_for"]

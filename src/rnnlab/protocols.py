@@ -5,6 +5,13 @@ the :class:`~rnnlab.train.TrainConfig` and the task's parameters. Task overrides
 apply only to fields the task has (``k_train`` means something to DigitSum, not to
 the adding problem). Options a user gives explicitly override the protocol's.
 
+``exact`` holds model overrides that make one SRN (or residual SRN) the seed's model
+exactly but that the lock-step engine cannot train yet: ``rnnlab train`` applies them
+(:meth:`Protocol.model_for`), the memory experiment does not, so it stays on the
+fast engine. ``nndl``'s is ``bias="single"``: the seed's SRN has one bias vector where
+torch's layout has two. Both get the same gradient and so, under Adam from zeros, the
+same step: the two-bias model is the seed's with its bias moving twice as fast.
+
 ``nndl`` is seed 004 (NNDL chapter 6, the DigitSum memory experiment) as faithfully as
 this trainer allows; ``default`` is what a careful researcher would run instead, both
 for one DigitSum training and for the memory experiment.
@@ -28,6 +35,13 @@ class Protocol:
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     task: dict[str, Any] = field(default_factory=dict)
+    exact: dict[str, Any] = field(default_factory=dict)
+
+    def model_for(self, cell: str) -> dict[str, Any]:
+        """The model overrides for one training of ``cell``: :attr:`model`, plus
+        :attr:`exact` for the SRNs (the cells the seed defines)."""
+        exact = self.exact if cell in ("srn", "residual-srn") else {}
+        return {**self.model, **exact}
 
     def task_overrides(self, task_cls: type) -> dict[str, Any]:
         """The task overrides that ``task_cls`` has fields for."""
@@ -43,8 +57,10 @@ PROTOCOLS: dict[str, Protocol] = {
         name="nndl",
         description=(
             "seed 004 (NNDL ch. 6): 300 train / 100 dev / 100 test examples, embedding and "
-            "hidden 32, zero-initialised cell, Adam 1e-3, batch 8, no shuffling, 500 epochs, "
-            "dev evaluation every 100 steps, best dev checkpoint restored for the test"
+            "hidden 32, zero-initialised cell with one bias vector (rnnlab train; the memory "
+            "experiment keeps torch's two, for its fast engine), Adam 1e-3, batch 8, no "
+            "shuffling, 500 epochs, dev evaluation every 100 steps, best dev checkpoint "
+            "restored for the test"
         ),
         # The seed's SRN initialises W, U and b to zeros; its embedding is
         # Xavier-uniform and its output layer torch's default, as build_model does.
@@ -57,6 +73,7 @@ PROTOCOLS: dict[str, Protocol] = {
                "shuffle": False, "eval_every": 100, "clip_norm": None, "reduction": "mean",
                "restore_best": True},
         task={"k_train": 3, "k_dev": 1, "k_test": 1},
+        exact={"bias": "single"},
     ),
     "default": Protocol(
         name="default",

@@ -17,6 +17,7 @@ dimension on every weight, which is how the lock-step engine reuses them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -48,18 +49,23 @@ class RecurrentCell(nn.Module):
     """Base class of the hand-written cells (see the module docstring).
 
     Subclasses set ``name``, ``gates`` (rows of ``weight_ih`` per hidden unit),
-    ``native`` (the ``torch.nn`` module with the same recurrence, or ``None``) and
-    implement :meth:`update`.
+    ``native`` (the ``torch.nn`` module with the same recurrence, or ``None``),
+    ``recurrence`` (the pure update function of their file, ``(gi, state, weight_hh,
+    bias_hh, **options) -> state``, which the lock-step engine calls with stacked
+    weights) and implement :meth:`update` with it.
     """
 
     name: ClassVar[str] = ""
     gates: ClassVar[int] = 1
     native: ClassVar[str | None] = None
+    recurrence: ClassVar[Callable[..., State]]
     state_is_tuple: ClassVar[bool] = False
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+    def __init__(self, input_size: int, hidden_size: int, bias: bool | str = True,
                  init: str = "torch", init_std: float = 0.001) -> None:
         super().__init__()
+        check(bias in (True, False, "single"),
+              f"bias must be true, false or 'single', got {bias!r}")
         check(isinstance(input_size, int) and input_size >= 1,
               f"input_size must be a positive integer, got {input_size!r}")
         check(isinstance(hidden_size, int) and hidden_size >= 1,
@@ -72,12 +78,11 @@ class RecurrentCell(nn.Module):
         rows = self.gates * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
         self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(rows))
-            self.bias_hh = nn.Parameter(torch.empty(rows))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        # bias="single": one bias vector, kept as bias_ih (b_hh absent), as the seed
+        # 004 SRN writes tanh(x W + h U + b); torch.nn has no such layer.
+        self.register_parameter("bias_ih", nn.Parameter(torch.empty(rows)) if bias else None)
+        self.register_parameter("bias_hh",
+                                nn.Parameter(torch.empty(rows)) if bias is True else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -115,6 +120,6 @@ class RecurrentCell(nn.Module):
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            text += ", bias=False"
+        if self.bias is not True:
+            text += f", bias={self.bias!r}"
         return text + f", init={self.init!r}"

@@ -14,11 +14,13 @@ from torch import Tensor
 from rnnlab.cells.base import RecurrentCell, linear
 
 
-def gru_update(gi: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
+def gru_update(gi: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None,
+               trace: dict[str, Tensor] | None = None) -> Tensor:
     """The new ``h`` from ``gi = W_ih x + b_ih`` and ``h``.
 
     The reset gate multiplies ``W_hn h + b_hn`` (not ``h``), as torch and cuDNN do, so
-    the input and hidden projections stay separate.
+    the input and hidden projections stay separate. ``trace``, when given, receives
+    the gates ``r, z, n`` and ``h_n = W_hn h + b_hn`` (for a hand-written backward).
     """
     gh = linear(h, weight_hh, bias_hh)
     i_r, i_z, i_n = gi.chunk(3, dim=-1)
@@ -26,6 +28,8 @@ def gru_update(gi: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None)
     r = torch.sigmoid(i_r + h_r)
     z = torch.sigmoid(i_z + h_z)
     n = torch.tanh(i_n + r * h_n)
+    if trace is not None:
+        trace.update(r=r, z=z, n=n, h_n=h_n)
     return (1 - z) * n + z * h
 
 
@@ -49,7 +53,7 @@ class GRU(RecurrentCell):
     Args:
         input_size: features of ``x`` (``H_in``).
         hidden_size: features of ``h`` (``H_out``).
-        bias: if ``False``, no ``b_ih`` and ``b_hh``.
+        bias: if ``False``, no ``b_ih`` and ``b_hh``; ``"single"``: only ``b_ih``.
         init: initialiser name (see :mod:`rnnlab.cells.init`).
         init_std: standard deviation for ``init="normal"``.
 
@@ -60,6 +64,7 @@ class GRU(RecurrentCell):
     """
 
     name: ClassVar[str] = "gru"
+    recurrence = staticmethod(gru_update)
     gates: ClassVar[int] = 3
     native: ClassVar[str | None] = "GRU"
 

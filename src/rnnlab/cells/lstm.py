@@ -15,14 +15,21 @@ from rnnlab.cells.base import RecurrentCell, linear
 
 
 def lstm_update(gi: Tensor, state: tuple[Tensor, Tensor], weight_hh: Tensor,
-                bias_hh: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The new ``(h, c)`` from ``gi = W_ih x + b_ih`` and the state ``(h, c)``."""
+                bias_hh: Tensor | None,
+                trace: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """The new ``(h, c)`` from ``gi = W_ih x + b_ih`` and the state ``(h, c)``.
+
+    ``trace``, when given, receives the gates ``i, f, g, o``, the new ``c`` and
+    ``tanh_c`` (what a hand-written backward pass needs).
+    """
     h, c = state
     i, f, g, o = (gi + linear(h, weight_hh, bias_hh)).chunk(4, dim=-1)
     i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
     c = f * c + i * g
-    h = o * torch.tanh(c)
-    return h, c
+    tanh_c = torch.tanh(c)
+    if trace is not None:
+        trace.update(i=i, f=f, g=g, o=o, c=c, tanh_c=tanh_c)
+    return o * tanh_c, c
 
 
 def lstm_step(x: Tensor, state: tuple[Tensor, Tensor], weight_ih: Tensor, weight_hh: Tensor,
@@ -51,7 +58,7 @@ class LSTM(RecurrentCell):
     Args:
         input_size: features of ``x`` (``H_in``).
         hidden_size: features of ``h`` and ``c`` (``H_out``).
-        bias: if ``False``, no ``b_ih`` and ``b_hh``.
+        bias: if ``False``, no ``b_ih`` and ``b_hh``; ``"single"``: only ``b_ih``.
         init: initialiser name (see :mod:`rnnlab.cells.init`).
         init_std: standard deviation for ``init="normal"``.
 
@@ -62,6 +69,7 @@ class LSTM(RecurrentCell):
     """
 
     name: ClassVar[str] = "lstm"
+    recurrence = staticmethod(lstm_update)
     gates: ClassVar[int] = 4
     native: ClassVar[str | None] = "LSTM"
     state_is_tuple: ClassVar[bool] = True

@@ -15,9 +15,10 @@ from rnnlab.cells.srn import SRN, srn_update
 
 
 def residual_srn_update(gi: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None,
-                        nonlinearity: str = "tanh") -> Tensor:
-    """``h + act(gi + W_hh h + b_hh)`` where ``gi = W_ih x + b_ih``."""
-    return h + srn_update(gi, h, weight_hh, bias_hh, nonlinearity)
+                        nonlinearity: str = "tanh",
+                        trace: dict[str, Tensor] | None = None) -> Tensor:
+    """``h + act(gi + W_hh h + b_hh)`` where ``gi = W_ih x + b_ih`` (``trace``: ``act``)."""
+    return h + srn_update(gi, h, weight_hh, bias_hh, nonlinearity, trace)
 
 
 def residual_srn_step(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
@@ -43,7 +44,7 @@ class ResidualSRN(SRN):
     Args:
         input_size: features of ``x`` (``H_in``).
         hidden_size: features of ``h`` (``H_out``).
-        bias: if ``False``, no ``b_ih`` and ``b_hh``.
+        bias: if ``False``, no ``b_ih`` and ``b_hh``; ``"single"``: only ``b_ih``.
         init: initialiser name (see :mod:`rnnlab.cells.init`).
         init_std: standard deviation for ``init="normal"``.
         nonlinearity: ``"tanh"`` (the equation) or ``"relu"``.
@@ -54,6 +55,7 @@ class ResidualSRN(SRN):
     """
 
     name: ClassVar[str] = "residual-srn"
+    recurrence = staticmethod(residual_srn_update)
     native: ClassVar[str | None] = None
 
     def update(self, gi: Tensor, state: Tensor) -> Tensor:

@@ -19,9 +19,15 @@ NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 def srn_update(gi: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None,
-               nonlinearity: str = "tanh") -> Tensor:
-    """``act(gi + W_hh h + b_hh)`` where ``gi = W_ih x + b_ih`` is already computed."""
-    return NONLINEARITIES[nonlinearity](gi + linear(h, weight_hh, bias_hh))
+               nonlinearity: str = "tanh", trace: dict[str, Tensor] | None = None) -> Tensor:
+    """``act(gi + W_hh h + b_hh)`` where ``gi = W_ih x + b_ih`` is already computed.
+
+    ``trace``, when given, receives ``act`` (what a hand-written backward pass needs).
+    """
+    a = NONLINEARITIES[nonlinearity](gi + linear(h, weight_hh, bias_hh))
+    if trace is not None:
+        trace["act"] = a
+    return a
 
 
 def srn_step(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
@@ -39,12 +45,14 @@ class SRN(RecurrentCell):
 
     With ``nonlinearity="relu"``, ReLU replaces tanh. The seed 004 SRN writes the same
     recurrence as ``tanh(x W + h U + b)``: its ``W`` is ``weight_ih^T``, its ``U`` is
-    ``weight_hh^T`` and its ``b`` is ``bias_ih + bias_hh``.
+    ``weight_hh^T`` and its ``b`` is ``bias_ih + bias_hh``; with ``bias="single"`` the
+    cell has that one vector ``b`` (as ``bias_ih``, no ``bias_hh``), exactly the seed's
+    parameters (the python backend only: ``torch.nn.RNN`` always has two).
 
     Args:
         input_size: features of ``x`` (``H_in``).
         hidden_size: features of ``h`` (``H_out``).
-        bias: if ``False``, no ``b_ih`` and ``b_hh``.
+        bias: if ``False``, no ``b_ih`` and ``b_hh``; ``"single"``: only ``b_ih``.
         init: initialiser name (see :mod:`rnnlab.cells.init`).
         init_std: standard deviation for ``init="normal"``.
         nonlinearity: ``"tanh"`` or ``"relu"``.
@@ -55,10 +63,11 @@ class SRN(RecurrentCell):
     """
 
     name: ClassVar[str] = "srn"
+    recurrence = staticmethod(srn_update)
     gates: ClassVar[int] = 1
     native: ClassVar[str | None] = "RNN"
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+    def __init__(self, input_size: int, hidden_size: int, bias: bool | str = True,
                  init: str = "torch", init_std: float = 0.001,
                  nonlinearity: str = "tanh") -> None:
         check(nonlinearity in NONLINEARITIES,

@@ -187,7 +187,8 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     data_seed = seed if data_seed is None else data_seed
 
     task_params = {**chosen.task_overrides(task_cls), **given_task}
-    model_overrides = {"cell": "srn", **chosen.model, **given_model}
+    cell = given_model.get("cell", chosen.model.get("cell", "srn"))
+    model_overrides = {"cell": "srn", **chosen.model_for(cell), **given_model}
     train_values = {**chosen.train, **given_train}
     out = out or Path("runs") / _run_name(task_name, model_overrides["cell"],
                                           task_params.get("length"), seed)
@@ -266,10 +267,10 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
 def model_config_of(task: Any, fields: dict[str, Any], where: Path):
     """The model config of ``fields`` (shaped for ``task`` when given); a key this
     rnnlab does not know, e.g. from a checkpoint of another version, is one line."""
-    from rnnlab.models import ModelConfig
+    from rnnlab.models import ModelConfig, model_config_for
 
     try:
-        return ModelConfig(**fields) if task is None else task.model_config(**fields)
+        return ModelConfig(**fields) if task is None else model_config_for(task.spec, **fields)
     except TypeError as err:
         known = {f.name for f in dataclasses.fields(ModelConfig)}
         unknown = sorted(set(fields) - known)

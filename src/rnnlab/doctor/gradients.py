@@ -37,13 +37,13 @@ from rnnlab.tasks.digitsum import DigitSum
 def _digitsum_model(task: DigitSum, cell: str, hidden: int, embedding: int, init: str,
                     seed: int, backend: str = "python") -> nn.Module:
     from rnnlab.cells import get_cell
-    from rnnlab.models import build_model
+    from rnnlab.models import build_model, model_config_for
 
     if get_cell(cell).native is None:
         backend = "python"  # the residual SRN has no torch twin
     seed_everything(seed)
-    return build_model(task.model_config(cell=cell, hidden_size=hidden,
-                                         embedding_dim=embedding, init=init, backend=backend))
+    return build_model(model_config_for(task.spec, cell=cell, hidden_size=hidden,
+                                        embedding_dim=embedding, init=init, backend=backend))
 
 
 @dataclass(frozen=True)

@@ -85,8 +85,8 @@ class NativeBackend:
         losses = np.zeros((1, n), np.float32)
         offsets = m.schedule.offsets[start:stop + 1]
         status = self.lib.rn_train(
-            native.i32(dims), native.f32(hyper), native.f32(m.params), native.f32(m.opt_a),
-            native.f32(m.opt_b), native.i64(m.step), native.i32(m.tokens),
+            native.i32(dims), native.f32(hyper), native.f32(m.params), native.f32(m.exp_avg),
+            native.f32(m.exp_avg_sq), native.i64(m.step), native.i32(m.tokens),
             native.i32(m.labels), native.i32(m.schedule.rows), native.i32(offsets), n,
             native.f32(losses))
         if status < 0:

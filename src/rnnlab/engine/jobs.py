@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from rnnlab.engine.layout import CELL_CODES, Shape
 from rnnlab.errors import RnnlabError
 from rnnlab.tasks.base import SplitData
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.data import as_split, num_batches
+from rnnlab.train.state import DataOrder
 
 LOOP_HINT = "train it with the ordinary Trainer (rnnlab memory --engine loop)"
 
@@ -82,6 +81,11 @@ def check_supported(job: Job, index: int) -> Shape:
         raise refuse("real-valued input features (token inputs only)")
     if get("head", "classify") != "classify":
         raise refuse(f"a {get('head')!r} head (sequence classification only)")
+    if get("bias", "two") != "two":
+        raise refuse(f"bias={get('bias')!r} (the kernel's cells have torch's two bias "
+                     "vectors, b_ih and b_hh)")
+    if get("pool", "last") != "last":
+        raise refuse(f"pool={get('pool')!r} (its head reads the last state only)")
     if get("nonlinearity", "tanh") not in ("tanh", "relu"):
         raise refuse(f"the {get('nonlinearity')!r} nonlinearity (tanh and relu)")
     if tc.loss not in ("auto", "cross_entropy") or tc.metric not in ("auto", "accuracy"):
@@ -119,23 +123,6 @@ def check_range(split: SplitData, vocab: int, classes: int, label: str) -> None:
         raise RnnlabError(f"{label}: class labels must lie in 0..{classes - 1}")
 
 
-def epoch_orders(config: TrainConfig, n: int, epochs: int) -> list[Tensor]:
-    """Contract point 2: one generator seeded with ``config.seed``; one draw per epoch."""
-    g = torch.Generator().manual_seed(config.seed)
-    if not config.shuffle:
-        return [torch.arange(n) for _ in range(epochs)]
-    return [torch.randperm(n, generator=g) for _ in range(epochs)]
-
-
-def generator_after(config: TrainConfig, n: int, epochs_drawn: int) -> Tensor:
-    """The data-order generator's state after ``epochs_drawn`` draws (for checkpoints)."""
-    g = torch.Generator().manual_seed(config.seed)
-    if config.shuffle:
-        for _ in range(epochs_drawn):
-            torch.randperm(n, generator=g)
-    return g.get_state()
-
-
 def make_schedule(config: TrainConfig, n_train: int) -> Schedule:
     """Batches and evaluation points by contract points 2, 3 and 5."""
     nb = num_batches(n_train, config.batch_size)
@@ -144,7 +131,8 @@ def make_schedule(config: TrainConfig, n_train: int) -> Schedule:
         total = min(total, config.max_steps)
     epochs_needed = (total + nb - 1) // nb
     rows, offsets = [], [0]
-    for order in epoch_orders(config, n_train, epochs_needed):
+    orders, _ = DataOrder.epochs(config.seed, config.shuffle, n_train, epochs_needed)
+    for order in orders:
         rows.append(order.numpy().astype(np.int32))
         for start in range(0, n_train, config.batch_size):
             offsets.append(offsets[-1] + min(config.batch_size, n_train - start))

@@ -8,11 +8,14 @@ The flow for every job (a *member* once built):
 2. Fix the whole schedule up front (:func:`rnnlab.engine.jobs.make_schedule`): batch
    rows of every step and the evaluation points.
 3. Train segment by segment, one segment per evaluation: a backend runs all the
-   segment's optimiser steps, then dev is scored with the trainer's own loss and
-   metric functions on the backend's logits, the best parameters are kept, early
-   stopping is applied.
-4. Write what the trainer writes (``metrics.csv``, ``best.pt``, ``last.pt``) and score
-   the test split with ``Trainer.evaluate`` on the restored best model.
+   segment's optimiser steps, then dev is scored with the trainer's own
+   :class:`~rnnlab.train.scoring.Scores` on the backend's logits, a new best is judged
+   by the trainer's :func:`~rnnlab.train.scoring.is_improvement` and early stopping by
+   the trainer's :class:`~rnnlab.train.EarlyStopping`.
+4. Write what the trainer writes (``metrics.csv``, ``best.pt``, ``last.pt``): each
+   checkpoint is built by ``Trainer.checkpoint_state`` after :meth:`Trainer.attach`
+   has put a trainer at the job's run state (:class:`~rnnlab.train.TrainState`), and
+   the test split is scored as ``Trainer.evaluate`` scores it.
 
 Backends (:mod:`rnnlab.engine.backends`): ``native`` runs each job in the C kernel,
 several jobs in parallel threads (a kernel call releases the GIL); ``torch`` runs
@@ -27,7 +30,6 @@ ones), with the contents the trainer's last ``best.pt`` and ``last.pt`` would ha
 from __future__ import annotations
 
 import concurrent.futures
-import math
 import os
 import threading
 import time
@@ -45,8 +47,6 @@ from rnnlab.engine.jobs import (
     Schedule,
     check_supported,
     config_dict,
-    epoch_orders,
-    generator_after,
     make_schedule,
     out_path,
 )
@@ -59,15 +59,15 @@ from rnnlab.train.callbacks import EarlyStopping, csv_value
 from rnnlab.train.checkpoint import BEST, LAST, save_checkpoint
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.data import as_split, batch_ranges
-from rnnlab.train.trainer import (
-    FitResult,
-    Trainer,
-    TrainState,
-    compute_loss,
-    make_optimizer,
-    metric_sum_count,
-    seeded_model,
+from rnnlab.train.optim import make_optimizer
+from rnnlab.train.scoring import (
+    Scores,
+    checkpoint_kept,
+    is_improvement,
+    nonfinite_message,
 )
+from rnnlab.train.state import DataOrder, FitResult, TrainState
+from rnnlab.train.trainer import Trainer, seeded_model
 
 METRIC = "accuracy"
 COLUMNS = ["step", "epoch", "train_loss", "dev_loss", f"dev_{METRIC}"]
@@ -78,8 +78,8 @@ class Snapshot:
     """A member's state at one evaluation: what a checkpoint written then would hold."""
 
     params: Tensor
-    opt_a: Tensor
-    opt_b: Tensor
+    exp_avg: Tensor
+    exp_avg_sq: Tensor
     step: int
     in_loop: bool
     best_score: float | None
@@ -94,8 +94,8 @@ class Snapshot:
 class Member:
     """One job being trained, with its data, its flat state and its bookkeeping.
 
-    ``params``, ``opt_a`` and ``opt_b`` are flat kernel-layout vectors: the parameters
-    and Adam's ``exp_avg``/``exp_avg_sq`` (SGD: the momentum buffer in ``opt_a``).
+    ``params``, ``exp_avg`` and ``exp_avg_sq`` are flat kernel-layout vectors: the
+    parameters and Adam's two moments (SGD keeps its momentum buffer in ``exp_avg``).
     ``step`` counts optimiser steps for the backend (Adam's bias correction); ``done``
     is the step count at the last evaluation. ``keys`` maps kernel tensor names to the
     model's parameter names; ``rng`` is the global RNG state after building the model.
@@ -115,8 +115,9 @@ class Member:
     labels: np.ndarray
     dev_tokens: np.ndarray
     params: Tensor
-    opt_a: Tensor
-    opt_b: Tensor
+    exp_avg: Tensor
+    exp_avg_sq: Tensor
+    stopper: EarlyStopping | None
     step: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -124,7 +125,6 @@ class Member:
     best_step: int | None = None
     best: Snapshot | None = None
     last: Snapshot | None = None
-    bad_evaluations: int = 0
     stopped: bool = False
     stopped_early: bool = False
     error: str | None = None
@@ -219,7 +219,9 @@ def _build(index: int, job: Job, shape: Shape) -> Member:
         tokens=np.ascontiguousarray(train.inputs.numpy().astype(np.int32)),
         labels=np.ascontiguousarray(train.targets.numpy().astype(np.int32)),
         dev_tokens=np.ascontiguousarray(dev.inputs.numpy().astype(np.int32)),
-        params=flat, opt_a=torch.zeros_like(flat), opt_b=torch.zeros_like(flat),
+        params=flat, exp_avg=torch.zeros_like(flat), exp_avg_sq=torch.zeros_like(flat),
+        stopper=(None if cfg.early_stop_patience is None
+                 else EarlyStopping(cfg.early_stop_patience)),
     )
 
 
@@ -296,17 +298,15 @@ def _evaluate(impl: Any, group: Group, i: int, member: Member, losses: np.ndarra
     scores = score(impl.logits(group, i, member.dev_tokens), member.dev.targets,
                    cfg.eval_batch_size)
     value = scores[METRIC]
-    nb = sched.batches_per_epoch
-    record = {"step": stop, "epoch": (stop + nb - 1) // nb, "train_loss": train_loss,
+    epoch, in_epoch = TrainState.position(stop, sched.batches_per_epoch, in_loop=True)
+    record = {"step": stop, "epoch": epoch + (1 if in_epoch else 0), "train_loss": train_loss,
               "dev_loss": scores["loss"], f"dev_{METRIC}": value}
-    improved = math.isfinite(value) and (member.best_score is None or value > member.best_score)
+    improved = is_improvement(METRIC, value, member.best_score)
     if improved:
         member.best_score, member.best_step = value, stop
     member.history.append(record)
-    if cfg.early_stop_patience is not None:
-        member.bad_evaluations = 0 if improved else member.bad_evaluations + 1
-        if member.bad_evaluations >= cfg.early_stop_patience:
-            member.stopped_early = member.stopped = True
+    if member.stopper is not None and member.stopper.observe(improved):
+        member.stopped_early = member.stopped = True
     if stop == sched.total_steps:
         member.stopped = True
     snap = _snapshot(member, in_loop=stop in sched.in_loop_evals)
@@ -317,41 +317,30 @@ def _evaluate(impl: Any, group: Group, i: int, member: Member, losses: np.ndarra
 
 def score(logits: Tensor, targets: Tensor, eval_batch_size: int) -> dict[str, float]:
     """``Trainer.evaluate``'s numbers from precomputed logits: the same batches and sums."""
-    loss_sum, terms, metric_sum, metric_terms = 0.0, 0, 0.0, 0
+    scores = Scores("cross_entropy", METRIC)
     for start, stop in batch_ranges(len(targets), eval_batch_size):
-        out, y = logits[start:stop], targets[start:stop]
-        loss, count = compute_loss(out, y, None, "cross_entropy", "sum")
-        loss_sum, terms = loss_sum + float(loss), terms + count
-        value, count = metric_sum_count(out, y, None, METRIC)
-        metric_sum, metric_terms = metric_sum + value, metric_terms + count
-    return {"loss": loss_sum / max(terms, 1), METRIC: metric_sum / max(metric_terms, 1)}
+        scores.add(logits[start:stop], targets[start:stop])
+    return scores.result()
 
 
 def _snapshot(member: Member, in_loop: bool) -> Snapshot:
     return Snapshot(
-        params=member.params.clone(), opt_a=member.opt_a.clone(), opt_b=member.opt_b.clone(),
-        step=member.done, in_loop=in_loop, best_score=member.best_score,
-        best_step=member.best_step, history=[dict(r) for r in member.history],
-        bad_evaluations=member.bad_evaluations, stopped_early=member.stopped_early,
-        seconds=member.seconds)
+        params=member.params.clone(), exp_avg=member.exp_avg.clone(),
+        exp_avg_sq=member.exp_avg_sq.clone(), step=member.done, in_loop=in_loop,
+        best_score=member.best_score, best_step=member.best_step,
+        history=[dict(r) for r in member.history],
+        bad_evaluations=0 if member.stopper is None else member.stopper.bad_evaluations,
+        stopped_early=member.stopped_early, seconds=member.seconds)
 
 
 def _fail(member: Member, step0: int, value: float) -> None:
     """The trainer's message for a non-finite loss at (0-based) step ``step0``."""
     member.stopped = True
     nb = member.schedule.batches_per_epoch
-    what = "nan" if math.isnan(value) else "infinite"
-    where = f"loss became {what} at step {step0 + 1} (epoch {step0 // nb + 1})"
-    path = out_path(member.job)
-    if path is None:
-        kept = "no out_dir was given, so no checkpoint was kept"
-    elif member.last is None:
-        kept = "no checkpoint had been written yet"
-    else:
-        kept = f"the last good checkpoint is kept at {path / LAST} (step {member.last.step})"
+    kept = checkpoint_kept(out_path(member.job), None if member.last is None
+                           else member.last.step)
     label = member.job.name or f"job {member.index}"
-    member.error = (f"{label}: {where}; {kept}; try a lower learning rate or gradient "
-                    "clipping (clip_norm)")
+    member.error = f"{label}: {nonfinite_message(value, step0 + 1, step0 // nb + 1, kept)}"
 
 
 # ---------------------------------------------------------------------- outputs
@@ -391,40 +380,36 @@ def _write_outputs(member: Member) -> None:
 
 def _checkpoint(member: Member, snap: Snapshot, kind: str, finished: bool = False
                 ) -> dict[str, Any]:
-    """The dict ``Trainer.checkpoint_state`` would return at ``snap``, built by that method."""
+    """The checkpoint a trainer writes at ``snap``: a trainer attached to the job's run
+    state there builds it (``Trainer.checkpoint_state``)."""
     cfg, sched = member.config, member.schedule
     nb, n = sched.batches_per_epoch, sched.n_train
-    trainer = Trainer(cfg)
     model = member.model
     model.load_state_dict(member.state_dict(snap.params))
-    trainer.model = model
-    trainer.optimizer = _optimizer(member, snap)
-    if snap.in_loop and not finished and snap.step > 0:
-        epoch = (snap.step - 1) // nb
-        in_epoch = snap.step - epoch * nb
-    else:
-        epoch, in_epoch = snap.step // nb, snap.step % nb
-    trainer.state = TrainState(
+    epoch, in_epoch = TrainState.position(snap.step, nb,
+                                          in_loop=snap.in_loop and not finished)
+    drawn = (snap.step - 1) // nb + 1 if snap.step > 0 else 0
+    orders, generator = DataOrder.epochs(cfg.seed, cfg.shuffle, n, drawn)
+    best = member.best
+    state = TrainState(
         step=snap.step, epoch=epoch, batch_in_epoch=in_epoch, best_score=snap.best_score,
         best_step=snap.best_step, last_eval_step=snap.step if snap.history else 0,
         stopped_early=snap.stopped_early, finished=finished, seconds=snap.seconds,
-        history=[dict(r) for r in snap.history])
-    drawn = (snap.step - 1) // nb + 1 if snap.step > 0 else 0
-    trainer._generator.set_state(generator_after(cfg, n, drawn))
-    trainer._order = epoch_orders(cfg, n, drawn)[-1] if drawn else None
-    if kind == "last" and member.best is not None:
-        trainer._best_model = member.state_dict(member.best.params)
-    trainer._n_train = n
-    trainer.metric = METRIC
+        history=[dict(r) for r in snap.history], n_train=n, data_generator=generator,
+        order=orders[-1] if orders else None,
+        best_model=member.state_dict(best.params) if kind == "last" and best else None)
     meta = dict(member.job.meta)
     model_config = getattr(model, "config", None)
     if "model_config" not in meta and model_config is not None:
         meta["model_config"] = config_dict(model_config)
-    trainer.meta = meta
+    stoppers = []
     if cfg.early_stop_patience is not None:
         stopper = EarlyStopping(cfg.early_stop_patience)
         stopper.bad_evaluations = snap.bad_evaluations
-        trainer.callbacks = [stopper]
+        stoppers.append(stopper)
+    trainer = Trainer(cfg)
+    trainer.attach(model, _optimizer(member, snap), state, metric=METRIC, meta=meta,
+                   callbacks=stoppers)
     # The global generators as they stood when this job's model was built (the trainer
     # draws nothing from them while training), not as they stand in this thread now.
     return {**trainer.checkpoint_state(kind), "rng": member.rng}
@@ -437,8 +422,8 @@ def _optimizer(member: Member, snap: Snapshot) -> torch.optim.Optimizer:
     if snap.step == 0:
         return optimizer
     named = dict(member.model.named_parameters())
-    first = unflatten(member.shape, snap.opt_a)
-    second = unflatten(member.shape, snap.opt_b)
+    first = unflatten(member.shape, snap.exp_avg)
+    second = unflatten(member.shape, snap.exp_avg_sq)
     for name, key in member.keys.items():
         param = named[key]
         if cfg.optimizer == "adam":

@@ -1,12 +1,16 @@
-"""The pure-PyTorch backend: members of one shape in lock-step, BPTT written by hand.
+"""The pure-PyTorch backend: members of one shape in lock-step, the cells' own recurrence.
 
-Every weight carries a leading model dimension ``M``; each time step is one
-``torch.bmm`` for all members, the backward pass through time is written out
-(no autograd graph: its per-operation bookkeeping is most of the cost for models
-this small), and Adam or SGD runs once over the stacked flat parameters
-``[M, P]`` with per-member learning rate, momentum, weight decay and clipping.
-It computes what the C kernel computes, in the same layout, and is used where
-the kernel cannot be built (no C compiler) or when asked for.
+Every weight carries a leading model dimension ``M``; each time step applies the
+cell's update function from :mod:`rnnlab.cells` (``srn_update``, ``lstm_update``, ...,
+the functions the cells themselves run) to all members at once with stacked weights
+(:func:`rnnlab.cells.base.linear` makes each product one batched matmul), asking it
+for a ``trace`` of its gates. The backward pass through time is written out from
+those traces: autograd on the same forward was measured 1.0 to 3.4 times slower per
+step for these small models (``benchmarks/torch_backend_autograd.py``), its
+per-operation bookkeeping being most of the cost. Adam or SGD then runs once over
+the stacked flat parameters ``[M, P]`` with per-member learning rate, momentum,
+weight decay and clipping. It computes what the C kernel computes, in the same
+layout, and is used where the kernel cannot be built (no C compiler) or when asked for.
 
 Members are grouped by everything that fixes tensor shapes and the schedule:
 cell, sizes, sequence length, training-set size, batch size, steps and
@@ -23,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnlab.cells import get_cell
 from rnnlab.engine.backends import Group
 
 if TYPE_CHECKING:
@@ -33,7 +38,7 @@ INF = float("inf")
 
 
 class TorchBackend:
-    """Lock-step groups of members, batched matrix products, hand-written BPTT."""
+    """Lock-step groups of members: the cells' recurrence on stacked weights, BPTT by hand."""
 
     name = "torch"
     parallel = False
@@ -50,7 +55,8 @@ class TorchBackend:
             state = _GroupState(group_members)
             for i, m in enumerate(group_members):
                 # members see rows of the stacked tensors, so snapshots and outputs work unchanged
-                m.params, m.opt_a, m.opt_b = state.params[i], state.opt_a[i], state.opt_b[i]
+                m.params, m.exp_avg = state.params[i], state.exp_avg[i]
+                m.exp_avg_sq = state.exp_avg_sq[i]
             groups.append(Group(group_members, state=state))
         return groups
 
@@ -71,7 +77,7 @@ class TorchBackend:
         params = _unpack(state.shape, flat.unsqueeze(0))
         x = torch.from_numpy(tokens).long().unsqueeze(0)
         with torch.no_grad():
-            logits = _forward(state.shape, params, x, store=False)[0]
+            logits = _forward(state.shape, params, x)[0]
         return logits[0]
 
 
@@ -88,55 +94,35 @@ def _unpack(shape: Shape, flat: Tensor) -> dict[str, Tensor]:
     }
 
 
-def _forward(shape: Shape, p: dict[str, Tensor], x: Tensor, store: bool):
-    """Logits ``[M, B, C]`` for tokens ``x [M, B, L]`` (padded classes dropped); with
-    ``store``, what backward needs."""
+def _forward(shape: Shape, p: dict[str, Tensor], x: Tensor,
+             traces: list[dict[str, Tensor]] | None = None) -> tuple[Tensor, list[Tensor]]:
+    """Logits ``[M, B, C]`` for tokens ``x [M, B, L]`` (padded classes dropped) and the
+    states ``h_0 .. h_L``; with ``traces``, each step's trace is appended to it.
+
+    The input projection ``W_ih x + b_ih`` of a token is a row of ``emb @ W_ih^T + b_ih``,
+    computed once per vocabulary entry and looked up; the recurrence is the cell's own
+    update function (``cell.recurrence``) on stacked weights.
+    """
     m, b, length = x.shape
-    h_size = shape.hidden_padded
-    cell = shape.cell
-    table = torch.bmm(p["emb"], p["wihT"]) + p["bih"].unsqueeze(1)
-    if cell != "gru":
-        table = table + p["bhh"].unsqueeze(1)
+    cell = get_cell(shape.cell)
+    options = ({"nonlinearity": "relu" if shape.relu else "tanh"}
+               if shape.cell in ("srn", "residual-srn") else {})
+    table = torch.bmm(p["emb"], p["wihT"]) + p["bih"].unsqueeze(1)  # [M, V, GH]
     index = x + (torch.arange(m) * shape.vocab).view(m, 1, 1)
     gi_all = table.reshape(m * shape.vocab, -1)[index]  # [M, B, L, GH]
-    h = x.new_zeros((m, b, h_size), dtype=torch.float32)
-    c = torch.zeros_like(h)
-    saved = {"h": [h], "act": [], "c": [c], "tc": [], "ghn": [], "index": index}
+    weight_hh = p["whhT"].transpose(1, 2)  # [M, GH, H]: the cells' orientation, a view
+    h = gi_all.new_zeros((m, b, shape.hidden_padded))
+    state = (h, h) if cell.state_is_tuple else h
+    hs = [h]
     for t in range(length):
-        gi = gi_all[:, :, t]
-        if cell == "gru":
-            gh = torch.baddbmm(p["bhh"].unsqueeze(1), h, p["whhT"]) if t else \
-                p["bhh"].unsqueeze(1).expand(m, b, -1)
-            r = torch.sigmoid(gi[..., :h_size] + gh[..., :h_size])
-            z = torch.sigmoid(gi[..., h_size:2 * h_size] + gh[..., h_size:2 * h_size])
-            hn = gh[..., 2 * h_size:]
-            n = torch.tanh(gi[..., 2 * h_size:] + r * hn)
-            h = n + z * (h - n)
-            if store:
-                saved["act"].append(torch.cat([r, z, n], dim=-1))
-                saved["ghn"].append(hn)
-        else:
-            pre = torch.baddbmm(gi, h, p["whhT"]) if t else gi
-            if cell == "lstm":
-                i_g, f_g, o_g = (torch.sigmoid(pre[..., k * h_size:(k + 1) * h_size])
-                                 for k in (0, 1, 3))
-                g_g = torch.tanh(pre[..., 2 * h_size:3 * h_size])
-                c = f_g * c + i_g * g_g
-                tc = torch.tanh(c)
-                h = o_g * tc
-                if store:
-                    saved["act"].append(torch.cat([i_g, f_g, g_g, o_g], dim=-1))
-                    saved["c"].append(c)
-                    saved["tc"].append(tc)
-            else:
-                a = torch.relu(pre) if shape.relu else torch.tanh(pre)
-                h = h + a if cell == "residual-srn" else a
-                if store:
-                    saved["act"].append(a)
-        if store:
-            saved["h"].append(h)
-    logits = torch.baddbmm(p["fcb"].unsqueeze(1), h, p["fcwT"])
-    return logits[..., :shape.classes], saved
+        trace = None if traces is None else {}
+        state = cell.recurrence(gi_all[:, :, t], state, weight_hh, p["bhh"], trace=trace,
+                                **options)
+        hs.append(cell.output(state))
+        if traces is not None:
+            traces.append(trace)
+    logits = torch.baddbmm(p["fcb"].unsqueeze(1), hs[-1], p["fcwT"])
+    return logits[..., :shape.classes], hs
 
 
 class _GroupState:
@@ -146,8 +132,8 @@ class _GroupState:
         self.members = members
         self.shape = members[0].shape
         self.params = torch.stack([m.params for m in members]).contiguous()
-        self.opt_a = torch.zeros_like(self.params)
-        self.opt_b = torch.zeros_like(self.params)
+        self.exp_avg = torch.zeros_like(self.params)
+        self.exp_avg_sq = torch.zeros_like(self.params)
         self.grad = torch.zeros_like(self.params)
         self.tokens = torch.stack([torch.from_numpy(m.tokens).long() for m in members])
         self.labels = torch.stack([torch.from_numpy(m.labels).long() for m in members])
@@ -173,7 +159,8 @@ class _GroupState:
         x = self.tokens[self.arange, rows]
         y = self.labels[self.arange, rows]
         p = _unpack(self.shape, self.params)
-        logits, saved = _forward(self.shape, p, x, store=True)
+        traces: list[dict[str, Tensor]] = []
+        logits, hs = _forward(self.shape, p, x, traces)
         batch = x.shape[1]
         log_probs = torch.log_softmax(logits, dim=-1)
         picked = log_probs.gather(2, y.unsqueeze(2)).squeeze(2)
@@ -183,16 +170,17 @@ class _GroupState:
         if not self.sum_reduction:
             dlogits /= batch
         dlogits = F.pad(dlogits, (0, self.shape.classes_padded - self.shape.classes))
-        self._backward(p, x, saved, dlogits)
+        self._backward(p, x, hs, traces, dlogits)
         self._clip()
         self._update()
         return losses
 
-    def _backward(self, p: dict[str, Tensor], x: Tensor, saved: dict, dl: Tensor) -> None:
+    def _backward(self, p: dict[str, Tensor], x: Tensor, hs: list[Tensor],
+                  traces: list[dict[str, Tensor]], dl: Tensor) -> None:
+        """Gradients of the members' losses into ``self.grad``, from the forward's traces."""
         shape = self.shape
-        hs, acts = saved["h"], saved["act"]
         m, b, length = x.shape
-        h_size, cell = shape.hidden_padded, shape.cell
+        cell, h_size = shape.cell, shape.hidden_padded
         g = _unpack(shape, self.grad)
         torch.bmm(hs[-1].transpose(1, 2), dl, out=g["fcwT"])
         g["fcb"].copy_(dl.sum(1))
@@ -201,24 +189,25 @@ class _GroupState:
         dgis, dghs = [None] * length, [None] * length
         whh = p["whhT"].transpose(1, 2)
         for t in range(length - 1, -1, -1):
-            act = acts[t]
+            tr = traces[t]
             if cell == "lstm":
-                i_g, f_g, g_g, o_g = act.split(h_size, dim=-1)
-                tc = saved["tc"][t]
+                i_g, f_g, g_g, o_g, tc = tr["i"], tr["f"], tr["g"], tr["o"], tr["tanh_c"]
+                c_prev = traces[t - 1]["c"] if t else torch.zeros_like(tc)
                 dct = dc + dh * o_g * (1 - tc * tc)
-                dgh = torch.cat([dct * g_g * i_g * (1 - i_g), dct * saved["c"][t] * f_g * (1 - f_g),
+                dgh = torch.cat([dct * g_g * i_g * (1 - i_g), dct * c_prev * f_g * (1 - f_g),
                                  dct * i_g * (1 - g_g * g_g), dh * tc * o_g * (1 - o_g)], dim=-1)
                 dc = dct * f_g
                 dgi, direct = dgh, None
             elif cell == "gru":
-                r, z, n = act.split(h_size, dim=-1)
+                r, z, n = tr["r"], tr["z"], tr["n"]
                 dn = dh * (1 - z) * (1 - n * n)
                 dz = dh * (hs[t] - n) * z * (1 - z)
-                dr = dn * saved["ghn"][t] * r * (1 - r)
+                dr = dn * tr["h_n"] * r * (1 - r)
                 dgi = torch.cat([dr, dz, dn], dim=-1)
                 dgh = torch.cat([dr, dz, dn * r], dim=-1)
                 direct = dh * z
             else:
+                act = tr["act"]
                 dgh = dh * (act > 0) if shape.relu else dh * (1 - act * act)
                 dgi = dgh
                 direct = dh if cell == "residual-srn" else None
@@ -238,7 +227,8 @@ class _GroupState:
             g["whhT"].zero_()
         g["bhh"].copy_(dgh_all.sum((1, 2)))
         acc = torch.zeros(m * shape.vocab, gh_size)
-        acc.index_add_(0, saved["index"].reshape(-1), dgi_all.reshape(-1, gh_size))
+        index = x + (torch.arange(m) * shape.vocab).view(m, 1, 1)
+        acc.index_add_(0, index.reshape(-1), dgi_all.reshape(-1, gh_size))
         acc = acc.view(m, shape.vocab, gh_size)
         g["bih"].copy_(acc.sum(1))
         torch.bmm(p["emb"].transpose(1, 2), acc, out=g["wihT"])
@@ -262,17 +252,17 @@ class _GroupState:
         g = g + self.weight_decay * p
         if self.adam:
             beta1, beta2, eps = 0.9, 0.999, 1e-8
-            self.opt_a.lerp_(g, 1 - beta1)
-            self.opt_b.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            self.exp_avg.lerp_(g, 1 - beta1)
+            self.exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             step_size = self.lr / (1 - beta1 ** self.steps_taken)
-            denom = (self.opt_b.sqrt() / (1 - beta2 ** self.steps_taken) ** 0.5).add_(eps)
-            p.sub_(step_size * (self.opt_a / denom))
+            denom = (self.exp_avg_sq.sqrt() / (1 - beta2 ** self.steps_taken) ** 0.5).add_(eps)
+            p.sub_(step_size * (self.exp_avg / denom))
         else:
             if self.steps_taken == 1:
-                self.opt_a.copy_(g)
+                self.exp_avg.copy_(g)
             else:
-                self.opt_a.mul_(self.momentum).add_(g)
-            direction = torch.where(self.momentum != 0, self.opt_a, g)
+                self.exp_avg.mul_(self.momentum).add_(g)
+            direction = torch.where(self.momentum != 0, self.exp_avg, g)
             p.sub_(self.lr * direction)
         for member in self.members:
             member.step[0] = self.steps_taken

@@ -38,9 +38,11 @@ def task_for(spec: RunSpec):
 
 def model_config_for(spec: RunSpec, task: Any):
     """The model of a spec: embedding -> cell -> linear head on the last state."""
-    return task.model_config(cell=spec.cell, hidden_size=spec.hidden_size,
-                             embedding_dim=spec.embedding_dim, init=spec.init,
-                             **dict(spec.model_extra))
+    from rnnlab.models import model_config_for as shaped_for
+
+    return shaped_for(task.spec, cell=spec.cell, hidden_size=spec.hidden_size,
+                      embedding_dim=spec.embedding_dim, init=spec.init,
+                      **dict(spec.model_extra))
 
 
 def train_config_for(spec: RunSpec):

@@ -27,6 +27,7 @@ _RECIPE_MODULES: dict[str, str] = {
     "mnist-rows": "rnnlab.recipes.mnist_rows",
     "binary-pairs": "rnnlab.recipes.binary_pairs",
     "digitsum": "rnnlab.recipes.digitsum",
+    "text-bilstm": "rnnlab.recipes.text_bilstm",
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from rnnlab.io import write_csv
+from rnnlab.models import model_config_for
 from rnnlab.recipes.common import (
     RecipeResult,
     Stopwatch,
@@ -82,8 +83,8 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
                        n_dev=200, n_test=settings.n_test)
     splits = task.splits(seed=settings.seed)
     baseline = task.memoryless_baseline(splits)
-    model_config = task.model_config(cell="lstm", hidden_size=settings.lstm_size,
-                                     num_layers=settings.lstm_layers, backend=settings.backend)
+    model_config = model_config_for(task.spec, cell="lstm", hidden_size=settings.lstm_size,
+                                    num_layers=settings.lstm_layers, backend=settings.backend)
     base_config = TrainConfig(epochs=1, optimizer="sgd", lr=settings.lr,
                               clip_norm=settings.clip_norm, eval_every=settings.eval_every,
                               seed=settings.seed, restore_best=False, progress="off")

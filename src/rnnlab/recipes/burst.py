@@ -21,24 +21,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from rnnlab.io import write_csv
+from rnnlab.models import ModelConfig, model_config_for
 from rnnlab.recipes.common import (
     INPUT_COLOUR,
     MODEL_COLOURS,
     TARGET_COLOUR,
     RecipeResult,
     Stopwatch,
-    detach,
     figure,
     finish,
     resolve_settings,
     save_figure,
     table,
 )
+from rnnlab.tasks.base import SplitData
 from rnnlab.tasks.burst import Burst
-from rnnlab.train import seeded_model
+from rnnlab.train import TrainConfig, Trainer, seeded_model
+from rnnlab.train.stateful import as_streams, from_streams
 
 SEED_REPORT = "SRN with carried state: memoryless output; fix (fresh state + LSTM) learns it"
 
@@ -67,19 +68,40 @@ VARIANTS = (
 )
 
 
-def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch: int,
+def _train(label: str, config: ModelConfig, carry: bool, train: SplitData,
+           settings: Settings, out: Path) -> tuple[torch.nn.Module, Trainer, list[dict[str, Any]]]:
+    """One variant, trained by the stateful trainer (chunks of one whole sequence).
+
+    Carried, the seed's 100 passes over the same five sequences are one stream per
+    sequence, 100 copies long, in one epoch: the state runs on from each pass into the
+    next. Fresh, each pass is an epoch of its own, and every epoch starts from zeros.
+    """
+    model = seeded_model(config, settings.seed)
+    iterations = settings.iterations
+    data = train
+    if carry:  # the seed's bug, kept on purpose: the next pass starts where this one ended
+        data = SplitData(train.inputs.repeat(1, iterations, 1),
+                         train.targets.repeat(1, iterations))
+    # Predictions go n_sequences at a time, as the seed's model is used.
+    trainer = Trainer(TrainConfig(epochs=1 if carry else iterations, lr=settings.lr,
+                                  tbptt=settings.length, eval_every=1, seed=settings.seed,
+                                  eval_batch_size=settings.n_sequences, progress="off",
+                                  checkpoints="last"))
+    run_dir = out / "runs" / f"{config.cell}-{'carried' if carry else 'fresh'}"
+    result = trainer.fit(model, data, out_dir=run_dir)
+    history = [{"model": label, "iteration": r["step"], "loss": round(r["train_loss"], 6),
+                "train_error": 1.0 - r["train_accuracy"]} for r in result.history]
+    return model, trainer, history
+
+
+def _predict(trainer: Trainer, model: torch.nn.Module, test: SplitData, streams: int,
              state: Any) -> torch.Tensor:
-    """Per-step predictions; with a ``state`` it is carried from batch to batch."""
-    predictions = []
-    with torch.no_grad():
-        for start in range(0, len(inputs), batch):
-            chunk = inputs[start:start + batch]
-            if state is not None and len(chunk) < batch:  # a short last batch
-                state = state[:, :len(chunk)]
-            logits, final = model(chunk, state=state, return_state=True)
-            state = None if state is None else final
-            predictions.append(logits.argmax(-1))
-    return torch.cat(predictions)
+    """Per-step predictions, ``streams`` test sequences at a time in order; with a
+    ``state`` it is carried from one batch of sequences to the next, as in training."""
+    if state is None:
+        return trainer.predict(model, test.inputs).argmax(-1)
+    outputs, _ = trainer.predict_stream(model, as_streams(test, streams).inputs, state)
+    return from_streams(outputs, test.inputs.shape[1]).argmax(-1)
 
 
 def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
@@ -96,25 +118,14 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
     history: list[dict[str, Any]] = []
     outcomes: dict[str, dict[str, Any]] = {}
     for label, cell, carry in VARIANTS:
-        model = seeded_model(task.model_config(cell=cell, hidden_size=settings.hidden_size,
-                                               backend=settings.backend), settings.seed)
-        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-        state = None
-        for iteration in range(1, settings.iterations + 1):
-            logits, final = model(train.inputs, state=state, return_state=True)
-            # The seed's bug, kept on purpose for the first variant: the next pass
-            # starts where this one ended.
-            state = detach(final) if carry else None
-            loss = F.cross_entropy(logits.reshape(-1, 2), train.targets.reshape(-1))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            train_error = float((logits.argmax(-1) != train.targets).float().mean())
-            history.append({"model": label, "iteration": iteration,
-                            "loss": round(loss.item(), 6), "train_error": train_error})
-        predicted = _predict(model, test.inputs, settings.n_sequences, state)
+        config = model_config_for(task.spec, cell=cell, hidden_size=settings.hidden_size,
+                                  backend=settings.backend)
+        model, trainer, rows = _train(label, config, carry, train, settings, out)
+        history += rows
+        state = trainer.carried_state if carry else None
+        predicted = _predict(trainer, model, test, settings.n_sequences, state)
         wrong = (predicted != test.targets).float()
-        outcomes[label] = {"train_error": train_error,
+        outcomes[label] = {"train_error": rows[-1]["train_error"],
                            "test_accuracy": 1.0 - float(wrong.mean()),
                            "per_step_error": wrong.mean(0), "predicted": predicted}
 
@@ -152,7 +163,10 @@ hidden size {settings.hidden_size}, seed {settings.seed}; evaluated per step on
 
 **Plots:** `burst_examples.png` (input, target and prediction of each model on one test
 sequence), `burst_per_step_error.png` (error rate at each step over the test set).
-**Data:** `metrics.csv` (loss and train error per iteration), `per_step_error.csv`.
+**Data:** `metrics.csv` (loss and train error per iteration), `per_step_error.csv`;
+`runs/<cell>-<carried|fresh>/` holds each variant's trainer run (`metrics.csv`, `last.pt`):
+all three are trained by rnnlab's stateful trainer (`TrainConfig(tbptt={settings.length})`),
+the seed's carried state as one stream of {settings.iterations} passes per sequence.
 
 **What it means.** The input is zero both before and after the burst, but the target is 1
 before and 0 after, so only memory can tell them apart; a memoryless model scores

@@ -106,15 +106,6 @@ def save_figure(fig: Figure, path: Path) -> str:
     return path.name
 
 
-def detach(state: Any) -> Any:
-    """A recurrent state cut from the graph (a tensor or an LSTM ``(h, c)`` pair)."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
-
-
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table."""
     def cell(value: Any) -> str:

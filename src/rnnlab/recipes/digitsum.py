@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnlab.io import write_csv
+from rnnlab.models import model_config_for
 from rnnlab.protocols import get_protocol
 from rnnlab.recipes.common import (
     MODEL_COLOURS,
@@ -70,7 +71,7 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
     for cell in [c.strip() for c in settings.cells.split(",") if c.strip()]:
         # torch's fused kernel where the cell has one; same parameters, same numbers.
         backend = "native" if cell in ("srn", "lstm", "gru") else "python"
-        config = task.model_config(**{**protocol.model, "cell": cell, "backend": backend})
+        config = model_config_for(task.spec, **{**protocol.model, "cell": cell, "backend": backend})
         model = seeded_model(config, settings.seed)
         fit = Trainer(train_config).fit(model, splits["train"], dev=splits["dev"],
                                         test=splits["test"])

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from rnnlab.models import model_config_for
 from rnnlab.recipes.common import (
     MODEL_COLOURS,
     RecipeResult,
@@ -74,8 +75,8 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
     config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
                          lr=settings.lr, optimizer="adam", shuffle=True, seed=settings.seed,
                          eval_every=settings.monitor_every, restore_best=False)
-    model = seeded_model(task.model_config(cell="lstm", hidden_size=settings.hidden_size,
-                                           backend=settings.backend), settings.seed)
+    model = seeded_model(model_config_for(task.spec, cell="lstm", hidden_size=settings.hidden_size,
+                                          backend=settings.backend), settings.seed)
     trainer = Trainer(config)
     fit = trainer.fit(model, train, dev=monitor, test=test, out_dir=out,
                       meta={"recipe": "mnist-rows", "task": task.name})

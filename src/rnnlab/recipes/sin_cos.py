@@ -28,21 +28,23 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab.io import write_csv
+from rnnlab.models import model_config_for
 from rnnlab.recipes.common import (
     INPUT_COLOUR,
     MODEL_COLOURS,
     TARGET_COLOUR,
     RecipeResult,
     Stopwatch,
-    detach,
     figure,
     finish,
     resolve_settings,
     save_figure,
     table,
 )
+from rnnlab.tasks.base import SplitData
 from rnnlab.tasks.sin_cos import SinCos
-from rnnlab.train import seeded_model
+from rnnlab.train import TrainConfig, Trainer, seeded_model
+from rnnlab.train.stateful import as_streams
 
 SEED_REPORT = "prediction follows cos after 100 chunks (plot only)"
 
@@ -65,18 +67,6 @@ class Settings:
 FAST = {"chunks": 60, "eval_chunks": 10}
 
 
-def _stream_predictions(model: torch.nn.Module, chunks: torch.Tensor, state: Any,
-                        carry: bool) -> torch.Tensor:
-    outputs = []
-    with torch.no_grad():
-        for chunk in chunks:
-            prediction, final = model(chunk.unsqueeze(0), state=state if carry else None,
-                                      return_state=True)
-            state = final
-            outputs.append(prediction[0])
-    return torch.stack(outputs)
-
-
 def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
     settings: Settings = resolve_settings(Settings, fast, FAST, overrides)
     out = Path(out)
@@ -85,31 +75,38 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
     task = SinCos(length=settings.time_step)
     baseline = task.memoryless_baseline(task.splits(seed=settings.seed))
     stream = task.stream(settings.chunks + settings.eval_chunks)
-    train_x, train_y = stream.inputs[:settings.chunks], stream.targets[:settings.chunks]
-    eval_x, eval_y = stream.inputs[settings.chunks:], stream.targets[settings.chunks:]
+    train = SplitData(stream.inputs[:settings.chunks], stream.targets[:settings.chunks])
+    held_out = SplitData(stream.inputs[settings.chunks:], stream.targets[settings.chunks:])
 
-    config = task.model_config(cell=settings.cell, hidden_size=settings.hidden_size,
-                               backend=settings.backend)
+    config = model_config_for(task.spec, cell=settings.cell, hidden_size=settings.hidden_size,
+                              backend=settings.backend)
     model = seeded_model(config, settings.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    state, history, during = None, [], []
-    for k in range(settings.chunks):
-        prediction, final = model(train_x[k:k + 1], state=state, return_state=True)
-        state = detach(final) if settings.carry_state else None
-        loss = F.mse_loss(prediction, train_y[k:k + 1])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history.append({"chunk": k + 1, "loss": round(loss.item(), 6)})
-        during.append(prediction.detach()[0])
+    # Carried: the chunks are one stream, trained chunk by chunk by the stateful trainer.
+    # Not carried (the seed's printed code): each chunk is a sequence of its own, in order.
+    common = {"epochs": 1, "lr": settings.lr, "eval_every": 1, "seed": settings.seed,
+              "progress": "off", "checkpoints": "last", "tbptt": settings.time_step}
+    trainer = Trainer(TrainConfig(**common))
+    data = as_streams(train)
+    if not settings.carry_state:
+        data = train
+        trainer = Trainer(TrainConfig(**{**common, "tbptt": None, "batch_size": 1,
+                                         "shuffle": False}))
+    fitted = trainer.fit(model, data, out_dir=out / "run")
+    history = [{"chunk": r["step"], "loss": round(r["train_loss"], 6)} for r in fitted.history]
     write_csv(out / "metrics.csv", ["chunk", "loss"], history)
 
-    model.eval()
-    carried = _stream_predictions(model, eval_x, state, carry=True)
-    fresh = _stream_predictions(model, eval_x, None, carry=False)
+    # Prediction runs chunk by chunk whatever the training was: carried and fresh.
+    streaming = Trainer(TrainConfig(**common))
+    start = trainer.carried_state  # None when trained without carrying
+    along, _ = streaming.predict_stream(model, as_streams(train).inputs)
+    carried, _ = streaming.predict_stream(model, as_streams(held_out).inputs, start)
+    fresh, _ = streaming.predict_stream(model, as_streams(held_out).inputs, carry=False)
+    carried = carried.reshape(held_out.targets.shape)
+    fresh = fresh.reshape(held_out.targets.shape)
+    eval_y = held_out.targets
     carried_mse = float(F.mse_loss(carried, eval_y))
     fresh_mse = float(F.mse_loss(fresh, eval_y))
-    _plot(out, settings, stream, torch.stack(during), carried, fresh)
+    _plot(out, settings, stream, along, carried, fresh)
 
     result = RecipeResult(
         name="sin-cos", out=out, model=f"{settings.cell}, state carried",
@@ -147,10 +144,12 @@ chunks of the same wave are predicted. Took {result.seconds:.1f} s.
 
 {table(["MSE of cos t", "value"], rows)}
 
-**Plot:** `sin_cos.png`: the input, the target and the prediction during training
-(each chunk predicted just before the model learned from it, as the seed draws it) and
-on the new chunks, with the state carried and with a fresh one.
-**Data:** `metrics.csv` (loss per chunk).
+**Plot:** `sin_cos.png`: the input, the target and the trained model's prediction along
+the training stream (the state carried from its start), and on the new chunks, with
+the state carried and with a fresh one.
+**Data:** `metrics.csv` (loss per chunk); `run/` holds the trainer's run (`metrics.csv`,
+`last.pt`): rnnlab's stateful trainer (`TrainConfig(tbptt={settings.time_step})`) trains
+the chunks as one stream, or, with `carry_state=false`, as separate sequences.
 
 **What it means.** From `sin t` alone the best memoryless guess for `cos t` is 0 (MSE
 {baseline:.3f}): the sign of `cos` depends on whether the wave is rising or falling, which
@@ -159,7 +158,7 @@ only the past tells. {meaning}
     return finish(result, settings, fast, readme)
 
 
-def _plot(out: Path, settings: Settings, stream: Any, during: torch.Tensor,
+def _plot(out: Path, settings: Settings, stream: Any, along: torch.Tensor,
           carried: torch.Tensor, fresh: torch.Tensor) -> None:
     span = math.pi
     times = (torch.arange(len(stream.inputs)).unsqueeze(1) * span
@@ -170,9 +169,10 @@ def _plot(out: Path, settings: Settings, stream: Any, during: torch.Tensor,
     top, bottom = axes[0, 0], axes[1, 0]
     top.plot(times[:n], sin_t[:n], color=INPUT_COLOUR, lw=0.8, label="input sin t")
     top.plot(times[:n], cos_t[:n], color=TARGET_COLOUR, lw=1.5, label="target cos t")
-    top.plot(times[:n], during.reshape(-1).numpy(), color=MODEL_COLOURS[0], lw=1,
-             label="prediction while training")
-    top.set_title("training stream (each chunk predicted before the step on it)", fontsize=10)
+    top.plot(times[:n], along.reshape(-1).numpy(), color=MODEL_COLOURS[0], lw=1,
+             label="prediction after training")
+    top.set_title("training stream, predicted by the trained model (state carried from the "
+                  "start)", fontsize=10)
     top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     bottom.plot(times[n:], sin_t[n:], color=INPUT_COLOUR, lw=0.8, label="input sin t")
     bottom.plot(times[n:], cos_t[n:], color=TARGET_COLOUR, lw=2, label="target cos t")

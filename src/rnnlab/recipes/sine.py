@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab.io import write_csv
+from rnnlab.models import model_config_for
 from rnnlab.recipes.common import (
     INPUT_COLOUR,
     MODEL_COLOURS,
     TARGET_COLOUR,
     RecipeResult,
     Stopwatch,
-    detach,
     figure,
     finish,
     resolve_settings,
@@ -38,7 +38,8 @@ from rnnlab.recipes.common import (
     table,
 )
 from rnnlab.tasks.sine import Sine, rollout_mse
-from rnnlab.train import seeded_model
+from rnnlab.train import TrainConfig, Trainer, seeded_model
+from rnnlab.train.stateful import as_streams
 
 SEED_REPORT = "rollout follows the sine after 6000 iterations (plot only)"
 
@@ -78,27 +79,20 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
     test = splits["test"]
     baseline = task.memoryless_baseline(splits)
 
-    config = task.model_config(cell="srn", hidden_size=settings.hidden_size, init="normal",
-                               init_std=settings.init_std, backend=settings.backend)
+    config = model_config_for(task.spec, cell="srn", hidden_size=settings.hidden_size,
+                              init="normal", init_std=settings.init_std,
+                              backend=settings.backend)
     model = seeded_model(config, settings.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     stretches = seed_task.generate(settings.iterations,
                                    torch.Generator().manual_seed(settings.seed))
-    state = None
-    history, window = [], []
-    for iteration in range(1, settings.iterations + 1):
-        x = stretches.inputs[iteration - 1:iteration]
-        y = stretches.targets[iteration - 1:iteration]
-        prediction, final = model(x, state=state, return_state=True)
-        state = detach(final)  # carried to the next stretch, as in the seed
-        loss = F.mse_loss(prediction, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        window.append(loss.item())
-        if iteration % settings.log_every == 0 or iteration == settings.iterations:
-            history.append({"iteration": iteration, "loss": sum(window) / len(window)})
-            window = []
+    # The seed carries the state from one stretch into the next (detached): to the
+    # stateful trainer that is one stream of stretches laid end to end, one per chunk.
+    trainer = Trainer(TrainConfig(epochs=1, lr=settings.lr, tbptt=length,
+                                  eval_every=settings.log_every, seed=settings.seed,
+                                  progress="off", checkpoints="last"))
+    fitted = trainer.fit(model, as_streams(stretches), out_dir=out / "run")
+    state = trainer.carried_state
+    history = [{"iteration": r["step"], "loss": r["train_loss"]} for r in fitted.history]
     write_csv(out / "metrics.csv", ["iteration", "loss"], history)
 
     model.eval()
@@ -142,7 +136,9 @@ stretches with real-valued starts. Took {result.seconds:.1f} s.
 
 **Plots:** `sine_rollout.png` (truth, the primed rollout and the seed-style rollout on
 one test stretch), `sine_loss.png` (training loss, mean over every {settings.log_every}
-iterations). **Data:** `metrics.csv`.
+iterations). **Data:** `metrics.csv`; `run/` holds the trainer's run (`metrics.csv`,
+`last.pt`): rnnlab's stateful trainer (`TrainConfig(tbptt={length})`) trains the
+{settings.iterations} stretches as one stream, one stretch per chunk.
 
 **What it means.** One step ahead, a model without memory already does well
 (MSE {baseline:.4f}): it only lacks whether the wave is rising or falling. The SRN's

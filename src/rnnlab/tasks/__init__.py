@@ -23,6 +23,7 @@ _TASK_MODULES: dict[str, str] = {
     "binary-pairs": "rnnlab.tasks.binary_pairs:BinaryPairs",
     "adding": "rnnlab.tasks.adding:Adding",
     "copy": "rnnlab.tasks.copy_task:Copy",
+    "text": "rnnlab.tasks.text:Text",
 }
 
 

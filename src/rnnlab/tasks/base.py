@@ -1,11 +1,11 @@
-"""What every task provides: data splits, a metric, chance and a memoryless baseline."""
+"""What every task provides: data splits, the shape of its data (:class:`TaskSpec`), a
+metric, chance and a memoryless baseline."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from rnnlab.errors import check
@@ -34,6 +34,24 @@ class SplitData:
         return SplitData(self.inputs[index], self.targets[index], lengths)
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task's data looks like: all a model builder needs to know about a task.
+
+    ``input`` is ``"tokens"`` (then ``vocab_size`` ids) or ``"features"`` (then
+    ``input_size`` reals per step); ``head`` is what the model emits
+    (``"classify"``, ``"tag"``, ``"regress"``, ``"regress-last"``), ``num_outputs`` classes
+    or values. :func:`rnnlab.models.model_config_for` turns it into a model config, so
+    tasks never import models.
+    """
+
+    input: str
+    head: str
+    num_outputs: int
+    vocab_size: int | None = None
+    input_size: int | None = None
+
+
 @dataclass
 class Task:
     """Base class of a task. Subclasses set the class attributes and implement
@@ -44,9 +62,6 @@ class Task:
     head: ClassVar[str] = "classify"  # "classify" | "tag" | "regress" | "regress-last"
     input: ClassVar[str] = "tokens"  # "tokens" | "features"
     metric: ClassVar[str] = "accuracy"  # "accuracy" | "mse"
-    seed_doc: ClassVar[str] = ""  # which seed document the task comes from
-
-    params: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def check_split_sizes(self, names: tuple[str, ...] = ("n_train", "n_dev", "n_test")) -> None:
         """Raise :class:`RnnlabError` unless every split size field is at least 1."""
@@ -68,8 +83,11 @@ class Task:
         raise NotImplementedError
 
     @property
-    def higher_is_better(self) -> bool:
-        return self.metric == "accuracy"
+    def spec(self) -> TaskSpec:
+        """The shape of this task's data (see :class:`TaskSpec`)."""
+        return TaskSpec(input=self.input, head=self.head, num_outputs=self.num_outputs,
+                        vocab_size=self.vocab_size if self.input == "tokens" else None,
+                        input_size=self.input_size if self.input == "features" else None)
 
     @property
     def chance(self) -> float:
@@ -84,33 +102,3 @@ class Task:
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         """The test metric of the best model that sees only the current input."""
         raise NotImplementedError
-
-    # --- model -------------------------------------------------------------------------
-    def model_config(self, **overrides: Any):
-        """A :class:`rnnlab.models.ModelConfig` shaped for this task."""
-        from rnnlab.models import ModelConfig
-
-        base: dict[str, Any] = {
-            "head": self.head,
-            "input": self.input,
-            "num_outputs": self.num_outputs,
-        }
-        if self.input == "tokens":
-            base["vocab_size"] = self.vocab_size
-        else:
-            base["input_size"] = self.input_size
-        base.update(overrides)
-        return ModelConfig(**base)
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "head": self.head, "input": self.input,
-                "metric": self.metric, "description": self.description}
-
-
-def accuracy(logits: Tensor, targets: Tensor) -> float:
-    """Fraction of correct argmax predictions (works for (N,C) and (N,L,C))."""
-    return float((logits.argmax(-1) == targets).float().mean())
-
-
-def as_long(values) -> Tensor:
-    return torch.as_tensor(values, dtype=torch.int64)

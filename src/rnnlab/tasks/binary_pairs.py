@@ -47,7 +47,6 @@ class BinaryPairs(Task):
     head: ClassVar[str] = "tag"
     input: ClassVar[str] = "features"
     metric: ClassVar[str] = "accuracy"
-    seed_doc: ClassVar[str] = "003"
 
     length: int = 50
     lag: int = 1

@@ -41,7 +41,6 @@ class Burst(Task):
     head: ClassVar[str] = "tag"
     input: ClassVar[str] = "features"
     metric: ClassVar[str] = "accuracy"
-    seed_doc: ClassVar[str] = "000"
 
     length: int = 130
     burst_width: int = 10

@@ -163,7 +163,6 @@ class DigitSum(Task):
     head: ClassVar[str] = "classify"
     input: ClassVar[str] = "tokens"
     metric: ClassVar[str] = "accuracy"
-    seed_doc: ClassVar[str] = "004"
 
     length: int = 10
     k_train: int = 3

@@ -140,7 +140,6 @@ class MnistRows(Task):
     head: ClassVar[str] = "classify"
     input: ClassVar[str] = "features"
     metric: ClassVar[str] = "accuracy"
-    seed_doc: ClassVar[str] = "002"
 
     data_dir: str | None = None
     dev_size: int = 5000
@@ -205,7 +204,6 @@ class PixelMnist(MnistRows):
 
     name: ClassVar[str] = "pixel-mnist"
     description: ClassVar[str] = "classify an MNIST digit read one pixel per step (784 steps)"
-    seed_doc: ClassVar[str] = ""
 
     @property
     def input_size(self) -> int:

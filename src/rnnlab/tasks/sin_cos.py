@@ -38,7 +38,6 @@ class SinCos(Task):
     head: ClassVar[str] = "regress"
     input: ClassVar[str] = "features"
     metric: ClassVar[str] = "mse"
-    seed_doc: ClassVar[str] = "002"
 
     length: int = 10
     span: float = math.pi

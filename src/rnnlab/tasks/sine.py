@@ -45,7 +45,6 @@ class Sine(Task):
     head: ClassVar[str] = "regress"
     input: ClassVar[str] = "features"
     metric: ClassVar[str] = "mse"
-    seed_doc: ClassVar[str] = "001"
 
     length: int = 49
     span: float = 10.0

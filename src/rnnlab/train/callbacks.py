@@ -97,7 +97,8 @@ class ProgressBar(Callback):
 class MetricsLogger(Callback):
     """``metrics.csv``: one row per evaluation, rewritten atomically each time.
 
-    Columns: ``step, epoch, train_loss, dev_loss, dev_<metric>``. On resume, rows
+    Columns: ``step, epoch, train_loss, dev_loss, dev_<metric>`` (stateful training adds
+    ``train_<metric>`` and ``dev_<metric>_fresh``: see :attr:`Trainer.columns`). On resume, rows
     after the checkpoint's step are dropped, so the file matches an uninterrupted run.
     """
 
@@ -107,7 +108,7 @@ class MetricsLogger(Callback):
         self.columns: list[str] = []
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        self.columns = ["step", "epoch", "train_loss", "dev_loss", f"dev_{trainer.metric}"]
+        self.columns = trainer.columns
         self.rows = []
         if trainer.state.step > 0 and self.path.exists():
             done = trainer.state.step
@@ -164,11 +165,19 @@ class EarlyStopping(Callback):
         self.patience = patience
         self.bad_evaluations = 0
 
+    def observe(self, improved: bool) -> bool:
+        """Count one dev evaluation; ``True`` when training should stop now.
+
+        The one early-stopping rule: the trainer calls it through :meth:`on_evaluate`,
+        the lock-step engine directly for each job.
+        """
+        self.bad_evaluations = 0 if improved else self.bad_evaluations + 1
+        return self.bad_evaluations >= self.patience
+
     def on_evaluate(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if record.get(f"dev_{trainer.metric}") is None:
             return
-        self.bad_evaluations = 0 if record.get("improved") else self.bad_evaluations + 1
-        if self.bad_evaluations >= self.patience:
+        if self.observe(bool(record.get("improved"))):
             trainer.state.stopped_early = True
             trainer.should_stop = True
 

@@ -17,6 +17,7 @@ Keys:
     ``train_config``: :meth:`TrainConfig.asdict`; ``meta``: the caller's configs
     (model config, task and its parameters, data seed...).
     ``callbacks``: each stateful callback's state.
+    ``carried``: stateful (TBPTT) training's carried recurrent state, ``[h]`` or ``[h, c]``.
     ``digest``: SHA-256 over every other entry (:func:`digest`), so a flipped byte is
     refused on load instead of resuming or scoring different numbers.
 

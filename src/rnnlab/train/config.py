@@ -63,6 +63,12 @@ class TrainConfig:
         stop_on_nonfinite: stop with a clear error when the training loss is nan/inf.
         checkpoints: with an ``out_dir``, which checkpoints to write: ``"best+last"``,
             ``"last"`` (enough to resume) or ``"none"`` (only ``metrics.csv``).
+        tbptt: stateful training by truncated backpropagation through time, this many
+            steps per chunk (see :mod:`rnnlab.train.stateful`): the rows of the training
+            split are parallel streams, every optimiser step takes the next chunk of all
+            of them and the state is carried (detached) from chunk to chunk and reset at
+            the start of each epoch. ``batch_size`` and ``shuffle`` do not apply then
+            (the streams are the batch, time is the order). ``None``: ordinary training.
     """
 
     epochs: int = 100
@@ -88,12 +94,13 @@ class TrainConfig:
     early_stop_patience: int | None = None
     stop_on_nonfinite: bool = True
     checkpoints: str = "best+last"
+    tbptt: int | None = None
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs")
         _positive_int(self, "batch_size")
         _positive_int(self, "eval_batch_size")
-        for name in ("max_steps", "eval_every", "threads", "early_stop_patience"):
+        for name in ("max_steps", "eval_every", "threads", "early_stop_patience", "tbptt"):
             if getattr(self, name) is not None:
                 _positive_int(self, name)
         check(math.isfinite(self.lr) and self.lr > 0,

@@ -32,10 +32,19 @@ Determinism contract (binding: the lock-step engine reproduces it exactly)
 6. At the end, with ``restore_best``, the model takes the parameters of the best dev
    evaluation; the test split (if any) is scored with them.
 
+7. Stateful training (``config.tbptt``, :mod:`rnnlab.train.stateful`): the training
+   rows are streams, batch ``b`` of an epoch is chunk ``b`` of every stream, the state
+   the chunk ends in is carried (detached) into the next and reset at each epoch's
+   start; dev is scored along its streams the same way, from a fresh state.
+
 The same seed therefore gives the same numbers run after run on one machine, and a run
-resumed from ``last.pt`` (which holds model, optimiser, global RNG states, the data-order
-generator and the epoch's order, the position in the epoch and the best parameters) ends
-with exactly the parameters of an uninterrupted run.
+resumed from ``last.pt`` (which holds model, optimiser, global RNG states and the run
+state, :class:`~rnnlab.train.state.TrainState`: position, data order, best parameters,
+carried state) ends with exactly the parameters of an uninterrupted run.
+
+Where things live: the run state and data order in :mod:`rnnlab.train.state`, loss,
+metric and the judging rules in :mod:`rnnlab.train.scoring`, the optimiser and
+clipping in :mod:`rnnlab.train.optim`, streams in :mod:`rnnlab.train.stateful`.
 """
 
 from __future__ import annotations
@@ -43,18 +52,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.errors import NonFiniteError, RnnlabError, check
 from rnnlab.seeding import rng_state, seed_everything, set_rng_state
 from rnnlab.tasks.base import SplitData
+from rnnlab.train import evaluation, stateful
 from rnnlab.train.callbacks import (
     Callback,
     EarlyStopping,
@@ -65,7 +73,18 @@ from rnnlab.train.callbacks import (
 )
 from rnnlab.train.checkpoint import LAST, load_checkpoint
 from rnnlab.train.config import RESUMABLE_CHANGES, TrainConfig
-from rnnlab.train.data import as_split, as_tensor, batch_ranges, num_batches
+from rnnlab.train.data import as_split, batch_ranges, num_batches
+from rnnlab.train.optim import clip_gradients, make_optimizer
+from rnnlab.train.scoring import (
+    checkpoint_kept,
+    compute_loss,
+    forward,
+    is_improvement,
+    loss_kind,
+    metric_sum_count,
+    nonfinite_message,
+)
+from rnnlab.train.state import DataOrder, FitResult, TrainState
 
 
 def seeded_model(model_config: Any, seed: int) -> nn.Module:
@@ -76,52 +95,14 @@ def seeded_model(model_config: Any, seed: int) -> nn.Module:
     return build_model(model_config)
 
 
-@dataclass
-class TrainState:
-    """Where a run stands; everything here goes into the checkpoint."""
-
-    step: int = 0
-    epoch: int = 0  # finished epochs
-    batch_in_epoch: int = 0  # batches done in the current epoch
-    best_score: float | None = None
-    best_step: int | None = None
-    last_eval_step: int = 0
-    stopped_early: bool = False
-    finished: bool = False
-    seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class FitResult:
-    """What ``fit`` returns; :meth:`asdict` is JSON-ready."""
-
-    metric: str
-    best_dev_metric: float | None
-    best_step: int | None
-    steps: int
-    epochs: int
-    seconds: float
-    stopped_early: bool
-    resumed_from_step: int | None
-    test: dict[str, float] | None
-    history: list[dict[str, Any]]
-
-    @property
-    def best_score(self) -> float | None:
-        """Another name for :attr:`best_dev_metric`."""
-        return self.best_dev_metric
-
-    @property
-    def test_metric(self) -> float | None:
-        return None if self.test is None else self.test[self.metric]
-
-    def asdict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
 class Trainer:
     """Trains one model by the contract in the module docstring.
+
+    The run state is public: ``state`` (:class:`~rnnlab.train.state.TrainState`),
+    ``model``, ``optimizer``, ``metric``, ``meta`` and ``callbacks``;
+    :meth:`checkpoint_state` turns them into a checkpoint and :meth:`load_state_dict`
+    puts a checkpoint back. :meth:`attach` sets them from outside (the lock-step
+    engine does, to write the checkpoints this trainer would write).
 
     Args:
         config: the :class:`TrainConfig`.
@@ -143,11 +124,27 @@ class Trainer:
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.meta: dict[str, Any] = {}
-        self._generator = torch.Generator()
-        self._order: Tensor | None = None
-        self._best_model: dict[str, Tensor] | None = None
-        self._n_train = 0
-        self._pending_train_loss: float | None = None
+        self._order = DataOrder(self.config.seed, self.config.shuffle)
+        self._pending: dict[str, float] | None = None
+
+    @property
+    def stateful(self) -> bool:
+        """Whether this trainer trains over streams (``config.tbptt`` set)."""
+        return self.config.tbptt is not None
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns of ``metrics.csv``, one row per evaluation."""
+        m = self.metric
+        if self.stateful:
+            return ["step", "epoch", "train_loss", f"train_{m}", "dev_loss", f"dev_{m}",
+                    f"dev_{m}_fresh"]
+        return ["step", "epoch", "train_loss", "dev_loss", f"dev_{m}"]
+
+    @property
+    def carried_state(self) -> Any:
+        """Stateful training: the state the last chunk ended in (``h`` or ``(h, c)``)."""
+        return stateful.from_list(self.state.carried)
 
     # ------------------------------------------------------------------ fit
     def fit(self, model: nn.Module, train: Any, dev: Any = None, test: Any = None,
@@ -164,25 +161,25 @@ class Trainer:
         train_split = as_split(train, "train")
         dev_split = None if dev is None else as_split(dev, "dev")
         test_split = None if test is None else as_split(test, "test")
-        self.model = model
-        self.metric = self._metric_for(train_split)
+        if self.stateful:
+            for name, split in (("train", train_split), ("dev", dev_split),
+                                ("test", test_split)):
+                if split is not None:
+                    stateful.check_streams(split, name)
         self.out_dir = None if out_dir is None else Path(out_dir)
         check(not resume or self.out_dir is not None, "resume needs out_dir (the run folder)")
-        self.meta = dict(meta or {})
+        meta = dict(meta or {})
         model_config = getattr(model, "config", None)
-        if "model_config" not in self.meta and dataclasses.is_dataclass(model_config):
-            self.meta["model_config"] = dataclasses.asdict(model_config)
-        self._n_train = len(train_split)
-        nb = num_batches(self._n_train, cfg.batch_size)
+        if "model_config" not in meta and dataclasses.is_dataclass(model_config):
+            meta["model_config"] = dataclasses.asdict(model_config)
+        self.attach(model, make_optimizer(cfg, model), TrainState(n_train=len(train_split)),
+                    metric=self._metric_for(train_split), meta=meta)
+        nb = self._batches_per_epoch(train_split)
         self.total_steps = cfg.epochs * nb
         if cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.max_steps)
-        self.optimizer = make_optimizer(cfg, model)
-        self.state = TrainState()
         self.should_stop = False
-        self._generator = torch.Generator().manual_seed(cfg.seed)
-        self._order = None
-        self._best_model = None
+        self._order = DataOrder(cfg.seed, cfg.shuffle)
         # The checkpoint writer goes last, so last.pt holds every other callback's state
         # (early stopping's count) as it stands after the evaluation it is written at.
         defaults = self._default_callbacks()
@@ -206,8 +203,8 @@ class Trainer:
             self.state.seconds = seconds_before + time.perf_counter() - started
             for callback in self.callbacks:
                 callback.on_train_end(self)
-            if cfg.restore_best and self._best_model is not None:
-                model.load_state_dict(self._best_model)
+            if cfg.restore_best and self.state.best_model is not None:
+                model.load_state_dict(self.state.best_model)
             test_scores = None if test_split is None else self.evaluate(model, test_split)
         except BaseException as error:
             for callback in self.callbacks:
@@ -231,196 +228,198 @@ class Trainer:
             callback.on_fit_end(self, result)
         return result
 
+    def _batches_per_epoch(self, train: SplitData) -> int:
+        if self.stateful:
+            return len(stateful.chunk_ranges(train.inputs.shape[1], int(self.config.tbptt)))
+        return num_batches(len(train), self.config.batch_size)
+
     def _train_loop(self, train: SplitData, dev: SplitData | None, nb: int,
                     started: float, seconds_before: float) -> None:
         cfg, state = self.config, self.state
         eval_every = cfg.eval_every or nb
-        loss_sum, loss_count = 0.0, 0
+        sums = _Running()
         while not self._done():
             if state.batch_in_epoch >= nb:
                 state.epoch += 1
                 state.batch_in_epoch = 0
                 continue
             if state.batch_in_epoch == 0:
-                self._order = self._draw_order(self._n_train)
-            bounds = batch_ranges(self._n_train, cfg.batch_size)
-            for start, stop in bounds[state.batch_in_epoch:]:
-                batch = train.subset(self._order[start:stop])
-                loss = self._train_step(batch)
+                self._start_epoch(state.n_train)
+            for batch in self._batches(train)[state.batch_in_epoch:]:
+                loss = self._train_step(batch, sums)
                 state.step += 1
                 state.batch_in_epoch += 1
-                loss_sum, loss_count = loss_sum + loss, loss_count + 1
                 for callback in self.callbacks:
                     callback.on_train_batch_end(self, loss)
                 if state.step % eval_every == 0:
                     state.seconds = seconds_before + time.perf_counter() - started
-                    self._evaluate_dev(dev, loss_sum / loss_count)
-                    loss_sum, loss_count = 0.0, 0
+                    self._evaluate_dev(dev, sums.take())
                 if self.should_stop or self._done():
                     break
             if state.batch_in_epoch >= nb:
                 state.epoch += 1
                 state.batch_in_epoch = 0
-        self._pending_train_loss = loss_sum / loss_count if loss_count else None
+        self._pending = sums.take()
+
+    def _start_epoch(self, n: int) -> None:
+        if self.stateful:  # every stream starts again: a fresh state, no draw
+            self.state.carried = None
+            return
+        self.state.order = self._order.draw(n)
+        self.state.data_generator = self._order.get_state()
+
+    def _batches(self, train: SplitData) -> list[SplitData]:
+        """This epoch's batches: slices of the order, or chunks of the streams."""
+        if self.stateful:
+            return [SplitData(train.inputs[:, a:b], train.targets[:, a:b])
+                    for a, b in stateful.chunk_ranges(train.inputs.shape[1],
+                                                      int(self.config.tbptt))]
+        order = self.state.order
+        assert order is not None
+        return [train.subset(order[a:b])
+                for a, b in batch_ranges(self.state.n_train, self.config.batch_size)]
 
     def _done(self) -> bool:
         cfg, state = self.config, self.state
         return (self.should_stop or state.stopped_early or state.epoch >= cfg.epochs
                 or (cfg.max_steps is not None and state.step >= cfg.max_steps))
 
-    def _draw_order(self, n: int) -> Tensor:
-        if self.config.shuffle:
-            return torch.randperm(n, generator=self._generator)
-        return torch.arange(n)
-
-    def _train_step(self, batch: SplitData) -> float:
+    def _train_step(self, batch: SplitData, sums: _Running) -> float:
         """One optimiser step; returns the batch loss per term (for logging)."""
         model, optimizer, cfg = self.model, self.optimizer, self.config
         assert model is not None and optimizer is not None
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        output = forward(model, batch.inputs, batch.lengths)
-        loss, count = compute_loss(output, batch.targets, batch.lengths, self._loss_kind(batch),
-                                   cfg.reduction)
+        final = None
+        if self.stateful:
+            output, final = model(batch.inputs, state=self.carried_state, return_state=True)
+        else:
+            output = forward(model, batch.inputs, batch.lengths)
+        loss, count = compute_loss(output, batch.targets, batch.lengths,
+                                   loss_kind(cfg.loss, batch.targets), cfg.reduction)
         value = float(loss.detach())
         if cfg.stop_on_nonfinite and not math.isfinite(value):
             raise NonFiniteError(self._nonfinite_message(value), step=self.state.step + 1)
         loss.backward()
         clip_gradients(model.parameters(), cfg)
         optimizer.step()
-        return value / count if cfg.reduction == "sum" else value
+        value = value / count if cfg.reduction == "sum" else value
+        sums.add_loss(value)
+        if self.stateful:
+            self.state.carried = stateful.to_list(final)
+            sums.add_metric(*metric_sum_count(output.detach(), batch.targets, None,
+                                              self.metric))
+        return value
 
     def _nonfinite_message(self, value: float) -> str:
         state = self.state
-        what = "nan" if math.isnan(value) else "infinite"
-        where = f"loss became {what} at step {state.step + 1} (epoch {state.epoch + 1})"
-        last = None if self.out_dir is None else self.out_dir / LAST
-        if self.config.checkpoints == "none":
-            kept = "checkpoints are off (checkpoints='none'), so none was kept"
-        elif last is not None and last.is_file():
-            kept = f"the last good checkpoint is kept at {last} (step {state.last_eval_step})"
-        elif last is not None:
-            kept = "no checkpoint had been written yet"
-        else:
-            kept = "no out_dir was given, so no checkpoint was kept"
-        return f"{where}; {kept}; try a lower learning rate or gradient clipping (clip_norm)"
+        written = None
+        if self.out_dir is not None and (self.out_dir / LAST).is_file():
+            written = state.last_eval_step
+        kept = checkpoint_kept(self.out_dir, written, self.config.checkpoints == "none")
+        return nonfinite_message(value, state.step + 1, state.epoch + 1, kept)
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate_dev(self, dev: SplitData | None, train_loss: float | None = None) -> None:
+    def _evaluate_dev(self, dev: SplitData | None,
+                      train: dict[str, float] | None = None) -> None:
         state = self.state
-        if train_loss is None:
-            train_loss = self._pending_train_loss
-            self._pending_train_loss = None
-        record: dict[str, Any] = {
-            "step": state.step,
-            "epoch": state.epoch + (1 if state.batch_in_epoch else 0),
-            "train_loss": train_loss,
-            "dev_loss": None,
-            f"dev_{self.metric}": None,
-        }
+        if train is None:
+            train, self._pending = self._pending or {}, None
+        record: dict[str, Any] = dict.fromkeys(self.columns)
+        record.update(step=state.step, epoch=state.epoch + (1 if state.batch_in_epoch else 0),
+                      train_loss=train.get("loss"))
+        if self.stateful:
+            record[f"train_{self.metric}"] = train.get("metric")
         improved = False
         if dev is not None:
             assert self.model is not None
             scores = self.evaluate(self.model, dev)
-            score = scores[self.metric]
-            record["dev_loss"] = scores["loss"]
-            record[f"dev_{self.metric}"] = score
-            improved = math.isfinite(score) and (
-                state.best_score is None
-                or (score > state.best_score if self.metric == "accuracy"
-                    else score < state.best_score))
+            for key, value in scores.items():
+                record[f"dev_{key}"] = value
+            improved = is_improvement(self.metric, scores[self.metric], state.best_score)
             if improved:
-                state.best_score, state.best_step = score, state.step
-                self._best_model = {k: v.detach().clone()
+                state.best_score, state.best_step = scores[self.metric], state.step
+                state.best_model = {k: v.detach().clone()
                                     for k, v in self.model.state_dict().items()}
         state.last_eval_step = state.step
         state.history.append(record)
         for callback in self.callbacks:
             callback.on_evaluate(self, {**record, "improved": improved})
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
-        """``{"loss": mean loss per term, metric: value}`` over a whole split."""
-        split = as_split(data, "data")
-        metric = self.config.metric if self.config.metric != "auto" else _auto_metric(split)
-        kind = self._loss_kind(split)
-        was_training = model.training
-        model.eval()
-        loss_sum, terms, metric_sum, metric_terms = 0.0, 0, 0.0, 0
-        try:
-            for start, stop in batch_ranges(len(split), self.config.eval_batch_size):
-                batch = SplitData(split.inputs[start:stop], split.targets[start:stop],
-                                  None if split.lengths is None else split.lengths[start:stop])
-                output = forward(model, batch.inputs, batch.lengths)
-                loss, count = compute_loss(output, batch.targets, batch.lengths, kind, "sum")
-                loss_sum, terms = loss_sum + float(loss), terms + count
-                value, count = metric_sum_count(output, batch.targets, batch.lengths, metric)
-                metric_sum, metric_terms = metric_sum + value, metric_terms + count
-        finally:
-            model.train(was_training)
-        return {"loss": loss_sum / max(terms, 1), metric: metric_sum / max(metric_terms, 1)}
+        """``{"loss": mean loss per term, metric: value}`` over a whole split, in eval
+        mode (stateful: along the streams, adding ``<metric>_fresh``; see
+        :func:`rnnlab.train.evaluation.evaluate`)."""
+        return evaluation.evaluate(model, data, self.config)
 
-    @torch.no_grad()
     def predict(self, model: nn.Module, inputs: Any, lengths: Any = None) -> Tensor:
         """The model's outputs (logits or values) for ``inputs``, in batches, in eval mode."""
-        x = as_tensor(inputs)
-        lens = None if lengths is None else as_tensor(lengths)
-        was_training = model.training
-        model.eval()
-        try:
-            outputs = [
-                forward(model, x[start:stop], None if lens is None else lens[start:stop])
-                for start, stop in batch_ranges(x.shape[0], self.config.eval_batch_size)
-            ]
-        finally:
-            model.train(was_training)
-        return torch.cat(outputs)
+        return evaluation.predict(model, inputs, self.config, lengths)
 
-    # ------------------------------------------------------------------ loss and metric
+    def predict_stream(self, model: nn.Module, inputs: Any, state: Any = None,
+                       carry: bool = True) -> tuple[Tensor, Any]:
+        """Outputs along streams ``(S, T, ...)`` in chunks of ``config.tbptt`` (in eval
+        mode), starting from ``state`` (e.g. :attr:`carried_state`); returns them and the
+        final state. ``carry=False`` gives every chunk a fresh state."""
+        check(self.stateful, "predict_stream needs a stateful trainer (set tbptt)")
+        return evaluation.predict_stream(model, inputs, int(self.config.tbptt), state, carry)
+
     def _metric_for(self, split: SplitData) -> str:
-        return self.config.metric if self.config.metric != "auto" else _auto_metric(split)
+        return evaluation.metric_for(self.config, split)
 
-    def _loss_kind(self, split: SplitData) -> str:
-        loss = self.config.loss
-        if loss == "auto":
-            return "mse" if split.targets.is_floating_point() else "cross_entropy"
-        check(loss != "cross_entropy" or not split.targets.is_floating_point(),
-              "loss 'cross_entropy' needs integer class targets, but the targets are real numbers")
-        return loss
+    # ------------------------------------------------------------------ run state
+    def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+               *, metric: str, meta: dict[str, Any] | None = None,
+               callbacks: Sequence[Callback] | None = None) -> None:
+        """Put this trainer at a run state: the model, its optimiser, where the run stands.
 
-    # ------------------------------------------------------------------ checkpoints
+        ``fit`` starts every run this way; the lock-step engine calls it with a state it
+        computed, so that :meth:`checkpoint_state` writes what a trainer would have.
+        """
+        self.model, self.optimizer, self.state = model, optimizer, state
+        self.metric = metric
+        self.meta = dict(meta or {})
+        if callbacks is not None:
+            self.callbacks = list(callbacks)
+
     def checkpoint_state(self, kind: str) -> dict[str, Any]:
         """Everything a resume needs, as plain values (see :mod:`rnnlab.train.checkpoint`)."""
         assert self.model is not None and self.optimizer is not None
-        state = self.state
+        run = self.state.asdict()
+        if kind != "last":
+            run["best_model"] = None
         return {
             "kind": kind,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "best_model": self._best_model if kind == "last" else None,
             "rng": rng_state(),
-            "data_generator": self._generator.get_state(),
-            "order": self._order,
-            "n_train": self._n_train,
-            "step": state.step,
-            "epoch": state.epoch,
-            "batch_in_epoch": state.batch_in_epoch,
-            "best_score": state.best_score,
-            "best_step": state.best_step,
-            "last_eval_step": state.last_eval_step,
-            "stopped_early": state.stopped_early,
-            "finished": state.finished,
-            "seconds": state.seconds,
+            **run,
+            "history": list(self.state.history),
             "metric": self.metric,
-            "history": list(state.history),
             "train_config": self.config.asdict(),
             "meta": self.meta,
             "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks
                           if c.state_dict()},
         }
 
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        """Restore model, optimiser, global RNGs, run state and callbacks from a checkpoint
+        dict (the model and optimiser must already be attached)."""
+        assert self.model is not None and self.optimizer is not None
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        self.state = TrainState.from_checkpoint(ckpt)
+        if self.state.data_generator is not None:
+            self._order.set_state(self.state.data_generator)
+        self.meta = {**ckpt.get("meta", {}), **self.meta}
+        for callback in self.callbacks:
+            saved = ckpt.get("callbacks", {}).get(type(callback).__name__)
+            if saved:
+                callback.load_state_dict(saved)
+
     def _resume(self) -> int | None:
-        assert self.out_dir is not None and self.model is not None and self.optimizer is not None
+        assert self.out_dir is not None
         path = self.out_dir / LAST
         if not path.is_file():
             return None
@@ -432,28 +431,15 @@ class Trainer:
             diffs = ", ".join(f"{k}={saved.get(k)!r} (now {getattr(self.config, k)!r})"
                               for k in changed)
             raise RnnlabError(f"cannot resume from {path}: it was trained with {diffs}")
-        check(ckpt.get("n_train") == self._n_train,
+        check(ckpt.get("n_train") == self.state.n_train,
               f"cannot resume from {path}: it was trained on {ckpt.get('n_train')} examples, "
-              f"the training split now has {self._n_train}")
+              f"the training split now has {self.state.n_train}")
         try:
-            self.model.load_state_dict(ckpt["model"])
+            self.load_state_dict(ckpt)
         except RuntimeError as err:
             raise RnnlabError(f"cannot resume from {path}: its parameters do not fit this "
                               f"model ({str(err).splitlines()[0]})") from err
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
-        self._generator.set_state(ckpt["data_generator"])
-        self._order = ckpt["order"]
-        self._best_model = ckpt.get("best_model")
-        fields = {f.name for f in dataclasses.fields(TrainState)}
-        self.state = TrainState(**{k: ckpt[k] for k in fields if k in ckpt})
-        self.state.history = list(ckpt.get("history", []))
         self.state.finished = False
-        self.meta = {**ckpt.get("meta", {}), **self.meta}
-        for callback in self.callbacks:
-            saved_state = ckpt.get("callbacks", {}).get(type(callback).__name__)
-            if saved_state:
-                callback.load_state_dict(saved_state)
         return self.state.step
 
     def _default_callbacks(self) -> list[Callback]:
@@ -471,88 +457,24 @@ class Trainer:
         return callbacks
 
 
-# ---------------------------------------------------------------------- building blocks
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam or SGD over ``model.parameters()``, as the contract states."""
-    params = list(model.parameters())
-    check(len(params) > 0, "the model has no parameters to train")
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+class _Running:
+    """Training loss (and, when streaming, the metric) since the last evaluation."""
 
+    def __init__(self) -> None:
+        self.loss, self.steps, self.metric, self.terms = 0.0, 0, 0.0, 0
 
-def clip_gradients(parameters: Iterable[nn.Parameter], config: TrainConfig) -> float | None:
-    """Clip in place: element clamp, then per-parameter norm, then global norm.
+    def add_loss(self, value: float) -> None:
+        self.loss, self.steps = self.loss + value, self.steps + 1
 
-    Returns the global gradient norm before the global clip (``None`` when
-    ``clip_norm`` is unset), which is what one plots to see gradients explode.
-    """
-    params = [p for p in parameters if p.grad is not None]
-    if config.clip_value is not None:
-        nn.utils.clip_grad_value_(params, config.clip_value)
-    if config.clip_per_param is not None:
-        for p in params:
-            nn.utils.clip_grad_norm_([p], config.clip_per_param)
-    if config.clip_norm is not None:
-        return float(nn.utils.clip_grad_norm_(params, config.clip_norm))
-    return None
+    def add_metric(self, value: float, count: int) -> None:
+        self.metric, self.terms = self.metric + value, self.terms + count
 
-
-def forward(model: nn.Module, inputs: Tensor, lengths: Tensor | None) -> Tensor:
-    """Call the model, passing ``lengths`` only when there are some (plain modules work)."""
-    output = model(inputs) if lengths is None else model(inputs, lengths=lengths)
-    if isinstance(output, tuple):
-        output = output[0]
-    return output
-
-
-def _valid_steps(lengths: Tensor | None, steps: int, batch: int) -> Tensor | None:
-    if lengths is None:
-        return None
-    return torch.arange(steps).unsqueeze(0) < lengths.reshape(batch, 1)
-
-
-def _regression_terms(output: Tensor, targets: Tensor,
-                      lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Outputs and float targets aligned, keeping only the valid steps of each sequence."""
-    targets = targets.to(output.dtype)
-    if targets.shape != output.shape and targets.numel() == output.numel():
-        targets = targets.reshape(output.shape)
-    if output.dim() >= 3 and lengths is not None:  # (N, L, F): per step; (N, F): per sequence
-        valid = _valid_steps(lengths, output.shape[1], output.shape[0])
-        output, targets = output[valid], targets[valid]
-    return output, targets
-
-
-def compute_loss(output: Tensor, targets: Tensor, lengths: Tensor | None, kind: str,
-                 reduction: str) -> tuple[Tensor, int]:
-    """The loss by the contract (point 4) and the number of terms it covers."""
-    if kind == "cross_entropy":
-        if targets.dim() >= 2:  # tagging: (N, L, C) against (N, L)
-            valid = _valid_steps(lengths, targets.shape[1], targets.shape[0])
-            if valid is not None:
-                output, targets = output[valid], targets[valid]
-            else:
-                output, targets = output.reshape(-1, output.shape[-1]), targets.reshape(-1)
-        counted = int((targets != -100).sum())
-        return F.cross_entropy(output, targets, reduction=reduction), counted
-    output, targets = _regression_terms(output, targets, lengths)
-    return F.mse_loss(output, targets, reduction=reduction), int(targets.numel())
-
-
-def metric_sum_count(output: Tensor, targets: Tensor, lengths: Tensor | None,
-                     metric: str) -> tuple[float, int]:
-    """The metric's numerator and denominator over a batch (so batches add up exactly)."""
-    if metric == "accuracy":
-        predicted = output.argmax(-1)
-        valid = (targets != -100)
-        if targets.dim() >= 2 and lengths is not None:
-            valid = valid & _valid_steps(lengths, targets.shape[1], targets.shape[0])
-        return float(((predicted == targets) & valid).sum()), int(valid.sum())
-    output, targets = _regression_terms(output, targets, lengths)
-    return float(((output - targets) ** 2).sum()), int(targets.numel())
-
-
-def _auto_metric(split: SplitData) -> str:
-    return "mse" if split.targets.is_floating_point() else "accuracy"
+    def take(self) -> dict[str, float] | None:
+        """The means so far (``None`` when no step was taken), and start again."""
+        if not self.steps:
+            return None
+        out = {"loss": self.loss / self.steps}
+        if self.terms:
+            out["metric"] = self.metric / self.terms
+        self.__init__()
+        return out
