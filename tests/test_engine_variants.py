@@ -17,9 +17,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_engine import assert_same_run, make_jobs, train_alone
 
 from rnnlab.engine import describe, native, train_population
+from test_engine import assert_same_run, make_jobs, train_alone
 
 KERNEL = native.SOURCE
 DRIVER = Path(__file__).with_name("kernel") / "driver.c"

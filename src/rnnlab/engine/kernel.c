@@ -102,8 +102,17 @@ long rn_num_params(const int32_t *dims) {
 
 /* ---- elementary functions (Cephes single-precision polynomials) ---- */
 
+/* Past the float range the results are exactly what torch.exp gives there, inf above
+ * and 0 below (not a clamped finite value: a sigmoid or tanh that saturates must
+ * saturate exactly, or its derivative stays nonzero and huge gradients go through
+ * where PyTorch's are exactly zero). Below ln(FLT_MIN) torch gives denormals; 0 here. */
+#define RN_EXP_HI 88.7228391f
+#define RN_EXP_LO -87.3365448f
+
 static inline __attribute__((always_inline)) float rn_exp(float x) {
-    x = x > 88.0f ? 88.0f : x;
+    if (x > RN_EXP_HI) return INFINITY;
+    if (x < RN_EXP_LO) return 0.0f;
+    x = x > 88.0f ? 88.0f : x; /* 2^128 has no float exponent: stop short */
     x = x < -87.0f ? -87.0f : x;
     float fx = floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - fx * 0.693359375f;
@@ -199,7 +208,8 @@ static inline __attribute__((always_inline)) vf vsel(vfi mask, vf a, vf b) {
 }
 
 static inline __attribute__((always_inline)) vf vexp(vf x) {
-    x = vsel(x > 88.0f, splat(88.0f), x);
+    const vfi over = x > RN_EXP_HI, under = x < RN_EXP_LO;
+    x = vsel(x > 88.0f, splat(88.0f), x); /* 2^128 has no float exponent: stop short */
     x = vsel(x < -87.0f, splat(-87.0f), x);
     vf fx = x * 1.44269504088896341f + 0.5f;
     vfi n = __builtin_convertvector(fx, vfi); /* truncation; fix up to floor below */
@@ -215,7 +225,8 @@ static inline __attribute__((always_inline)) vf vexp(vf x) {
     y = y * r + 1.6666665459e-1f;
     y = y * r + 5.0000001201e-1f;
     y = y * z + r + 1.0f;
-    return y * (vf)((n + 127) << 23);
+    y = y * (vf)((n + 127) << 23);
+    return vsel(under, splat(0.0f), vsel(over, splat(INFINITY), y));
 }
 
 static inline __attribute__((always_inline)) vf vtanh(vf x) {
@@ -228,7 +239,8 @@ static inline __attribute__((always_inline)) vf vtanh(vf x) {
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
     p = p * z * x + x;
-    vf a = vsel(ax < 9.0f, ax, splat(9.0f));
+    /* up to 44, where exp(2a) still fits: tanh rounds to exactly +-1 from 9.02 on */
+    vf a = vsel(ax < 44.0f, ax, splat(44.0f));
     vf q = 1.0f - 2.0f / (vexp(a + a) + 1.0f);
     q = (vf)((vfi)q | sign);
     return vsel(ax < 0.625f, p, q);
@@ -618,13 +630,22 @@ static void sgd(long np, float *restrict p, const float *restrict g, float *rest
     }
 }
 
+/* Whether every value is finite: one pass, no branch per element. */
+static int all_finite(const float *x, long count) {
+    int bad = 0;
+    for (long i = 0; i < count; i++) bad |= !isfinite(x[i]);
+    return !bad;
+}
+
 /*
  * Run n_steps optimiser steps. Batch s uses the rows rows[offsets[s] .. offsets[s+1]).
  * opt_a/opt_b: Adam's exp_avg/exp_avg_sq, or SGD's momentum buffer (opt_a).
  * *step counts optimiser steps taken so far (Adam's bias correction, SGD's first step).
  * losses[s] receives each step's training loss.
- * Returns 0, -1 when memory ran out, -2 when E or H is not a multiple of 16, or s+1 when step s had a non-finite loss
- * (the parameters are then left as they were before that step).
+ * Returns 0, -1 when memory ran out, -2 when E or H is not a multiple of 16, or s+1 when
+ * step s failed: its loss was non-finite (losses[s]; the parameters are then left as
+ * they were before that step) or, with a finite losses[s], its update made a parameter
+ * non-finite.
  */
 int rn_train(const int32_t *dims, const float *hyper, float *params, float *opt_a, float *opt_b,
              int64_t *step, const int32_t *tokens, const int32_t *labels, const int32_t *rows,
@@ -661,6 +682,10 @@ int rn_train(const int32_t *dims, const float *hyper, float *params, float *opt_
             adam(n.n_params, params, w.grad, opt_a, opt_b, hyper, (double)*step);
         else
             sgd(n.n_params, params, w.grad, opt_a, hyper, *step == 1);
+        if (!all_finite(params, n.n_params)) {
+            status = s + 1; /* losses[s] is finite: the update made the parameters non-finite */
+            break;
+        }
     }
     free(w.block);
     return status;
