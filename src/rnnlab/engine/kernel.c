@@ -27,8 +27,9 @@
  * Python pads E, H and the class count C up to multiples of 16 (E', H', C') with
  * zero rows and columns (padded units stay exactly zero through training, padded
  * classes are left out of the softmax; see layout.py), so every hot loop
- * works on whole 16-float vectors written with GCC's vector extension: AVX-512
- * registers where the CPU has them, two or four narrower ones where it has not.
+ * works on whole vectors written with GCC's vector extension, one register wide
+ * on the target: 16 floats on AVX-512, 8 on AVX2, 4 on SSE and NEON (see
+ * "vectors as wide as the target's registers" below).
  *
  * Build: gcc -O3 -march=native -fno-math-errno -shared -fPIC (rnnlab/engine/native.py).
  */
