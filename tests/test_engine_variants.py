@@ -28,6 +28,7 @@ X86 = platform.machine() in ("x86_64", "AMD64")
 X86_TARGETS = {
     "x86-64": ("sse", ()),
     "x86-64-v2": ("sse", ("sse4_2", "popcnt")),
+    "sandybridge": ("avx", ("avx",)),  # AVX without AVX2 and FMA
     "x86-64-v3": ("avx2-fma", ("avx2", "fma", "bmi2")),
     "x86-64-v4": ("avx512", ("avx512f", "avx512bw", "avx512vl", "avx512dq")),
 }
