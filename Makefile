@@ -13,7 +13,7 @@ STAMP := $(VENV)/.rnnlab-installed
 TEST_STAMP := $(VENV)/.rnnlab-test-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test lint bench browser clean
+.PHONY: setup demo test lint bench browser cross clean
 
 setup: $(STAMP)
 
@@ -35,10 +35,19 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "could not install chromium; the browser test will fail under CI=true"; }
 
+# An aarch64 cross compiler and qemu-user, so the test suite builds and runs the
+# kernel's NEON variant (tests/test_engine_variants.py); installed like chromium.
+cross:
+	@command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 || \
+	  { echo "installing gcc-aarch64-linux-gnu and qemu-user for the NEON kernel test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      gcc-aarch64-linux-gnu qemu-user >/dev/null) \
+	    || echo "could not install them; the NEON kernel test will fail under CI=true"; }
+
 demo: setup
 	$(BIN)/rnnlab memory --out $(DEMO_OUT)
 
-test: $(TEST_STAMP) $(if $(CI),browser)
+test: $(TEST_STAMP) $(if $(CI),browser cross)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 lint: $(TEST_STAMP)

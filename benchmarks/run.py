@@ -25,6 +25,11 @@ measured for the engine and JAX and, for the slow ways, extrapolated from their
 per-step times at each of the 7 lengths (``--full`` runs them for real). The
 default ``rnnlab memory`` is run with ``--engine fast``; ``--engine loop`` is run
 on one seed for a few epochs and scaled (``--full``: the whole experiment).
+
+The run records the CPU, its vector flags (avx512f, avx2, fma, ...), the kernel
+variant that ran (``rnnlab.engine.describe()``: instruction set, vector width,
+register block, compiler) and the load average, and reports the multiply-adds per
+second achieved against the core's FMA peak (``--fma-units`` per cycle, 2 by default).
 """
 
 from __future__ import annotations
@@ -191,6 +196,28 @@ def time_engine(jobs: list[Job], backend: str = "native", workers: int = 1) -> t
     return time.perf_counter() - began, sum(r.steps for r in results)
 
 
+def time_kernel_only(cell: str, length: int, steps: int) -> float:
+    """Seconds per step of the C kernel's own training calls: no evaluation, no Python.
+
+    Counted in CPU time of this thread (the kernel runs in it), so time the scheduler
+    gives to other processes on a loaded machine is left out.
+    """
+    from rnnlab.engine.backends import get_backend
+    from rnnlab.engine.jobs import check_supported
+    from rnnlab.engine.population import _build
+
+    (job,) = engine_jobs(cell, [length], epochs=steps // 38 + 2)
+    impl = get_backend("native")
+    (group,) = impl.group([_build(0, job, check_supported(job, 0))])
+    impl.train(group, 0, 38)  # warm the caches
+    best = float("inf")
+    for _ in range(3):
+        began = time.thread_time()
+        impl.train(group, 38, 38 + steps)
+        best = min(best, (time.thread_time() - began) / steps)
+    return best
+
+
 def fixed_batches(length: int, steps: int):
     """Tokens, labels and ``[steps, 8]`` batch rows (whole batches only, for JAX and numba)."""
     data = splits(length)
@@ -258,14 +285,15 @@ def main() -> None:
     parser.add_argument("--with-compile", action="store_true",
                         help="also time torch.compile of the seed model (compiling takes minutes)")
     parser.add_argument("--json", type=Path, help="also write every number to this file")
+    parser.add_argument("--fma-units", type=int, default=2,
+                        help="vector FMA instructions a core issues per cycle (2 on AMD Zen "
+                             "and most Intel cores), for the peak multiply-add rate")
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = 100 if args.quick else 300
     have_jax, have_numba = jax_digitsum.available(), numba_srn.available()
     compile_seconds: dict[str, float] = {}
-    out: dict = {"machine": {"cpu": _cpu_name(), "cores": os.cpu_count(),
-                             "python": platform.python_version(), "torch": torch.__version__,
-                             "load_before": os.getloadavg()[0]}}
+    out: dict = {"machine": machine()}
     print(f"machine: {out['machine']}")
 
     # -- per model-step, SRN and LSTM at lengths 5 and 35
@@ -298,6 +326,7 @@ def main() -> None:
     table("Time per model-step (ms), everything the protocol does included "
           "(JAX: training steps only)", ["cell", "L", "way", "ms/step", "vs engine"], rows)
     out["per_step_seconds"] = per_step
+    out["near_the_hardware"] = near_the_hardware(per_step, out["machine"], args.fma_units)
     began = time.perf_counter()
     from rnnlab.engine import native
 
@@ -354,18 +383,70 @@ def main() -> None:
                for e, s in memory.items()])
         out["memory_seconds"] = memory
     out["machine"]["load_after"] = os.getloadavg()[0]
+    print(f"load average: {out['machine']['load_before']:.1f} before, "
+          f"{out['machine']['load_after']:.1f} after")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 
 
-def _cpu_name() -> str:
+def machine() -> dict:
+    """The CPU, its vector flags, the kernel variant that runs and the load, for the record."""
+    from rnnlab.engine import describe, native
+
+    flags = set(native.cpu_flags().split())
+    engine = describe("native")
+    return {"cpu": native.cpu_name(),
+            "vector_flags": " ".join(f for f in ("avx512f", "avx2", "fma", "sse4_2", "asimd")
+                                     if f in flags),
+            "mhz": _mhz(), "cores": os.cpu_count(),
+            "kernel": {k: engine.get(k) for k in ("isa", "vector_floats", "register_block",
+                                                  "compiler", "flags")},
+            "python": platform.python_version(), "torch": torch.__version__,
+            "load_before": os.getloadavg()[0]}
+
+
+def _mhz() -> float | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1])
+    except (OSError, ValueError):
         pass
-    return platform.processor()
+    return None
+
+
+def macs_per_step(cell: str, length: int, batch: int = 8, hidden: int = 32, embed: int = 32,
+                  vocab: int = 10, classes: int = 32) -> int:
+    """Multiply-adds of one kernel training step (the matrix products; classes padded).
+
+    Per time step: W_hh h forward, dL/dh back through W_hh, and the W_hh gradient; per
+    step: the embedding table through W_ih and its two gradients, the head three times.
+    """
+    gh = (4 if cell == "lstm" else 3 if cell == "gru" else 1) * hidden
+    return (3 * length * batch * hidden * gh + 3 * vocab * embed * gh
+            + 3 * batch * hidden * classes)
+
+
+def near_the_hardware(per_step: dict, info: dict, fma_units: int) -> dict:
+    """Achieved multiply-adds per second against one core's FMA peak: the whole engine
+    (1 thread, evaluations included) and the kernel's training calls alone."""
+    floats = info["kernel"]["vector_floats"] or 1
+    peak = fma_units * floats * (info["mhz"] or 0) * 1e6
+    rows, out = [], {"peak_macs_per_second": peak}
+    for key, t in per_step.items():
+        cell, length = key.split(" L=")
+        macs = macs_per_step(cell, int(length))
+        kernel = time_kernel_only(cell, int(length), 1000)
+        rates = [macs / t["engine, native, 1 thread"], macs / kernel]
+        out[key] = {"macs_per_step": macs, "kernel_seconds_per_step": kernel,
+                    "engine_macs_per_second": rates[0], "kernel_macs_per_second": rates[1]}
+        rows.append([key, f"{macs / 1e6:.2f} M", ms(kernel),
+                     *(f"{r / 1e9:.1f} G/s ({r / peak:.0%})" if peak else "?" for r in rates)])
+    table(f"Near the hardware: multiply-adds per second against one core's peak, "
+          f"{peak / 1e9:.1f} G/s = {fma_units} FMA x {floats} floats x {info['mhz']} MHz",
+          ["model", "MACs/step", "kernel CPU ms/step", "engine (1 thread, wall)",
+           "kernel alone (CPU time)"], rows)
+    return out
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab.engine import Job, get_backend, train_population
+from rnnlab.engine import Job, describe, get_backend, iter_population, train_population
 from rnnlab.engine.layout import Shape, flatten, unflatten
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import NonFiniteError, RnnlabError
 from rnnlab.io import read_csv
 from rnnlab.models import ModelConfig, model_config_for
 from rnnlab.tasks.digitsum import DigitSum
@@ -184,30 +184,79 @@ def test_unsupported_models_raise_with_advice(change, words):
     assert "--engine loop" in str(err.value)
 
 
-def test_nonfinite_loss_stops_with_the_trainers_message(tmp_path):
+@pytest.mark.parametrize("backend", [backend_param(b) for b in BACKENDS])
+def test_nonfinite_loss_fails_that_job_with_the_trainers_message(tmp_path, backend):
     # A relu SRN under plain SGD with lr 10 blows up within a few steps.
     specs = [(5, 0, 10.0, {"model": {"nonlinearity": "relu"}}), (5, 1, 1e-3)]
     jobs = make_jobs(tmp_path / "engine", "srn", specs, epochs=3, optimizer="sgd", eval_every=2)
-    with pytest.raises(RnnlabError) as ours:
-        train_population(jobs)
-    with pytest.raises(RnnlabError) as theirs:
+    failed, healthy = train_population(jobs, backend=backend)
+    with pytest.raises(NonFiniteError) as theirs:
         train_alone(jobs[0], tmp_path / "alone")
+    assert isinstance(failed, NonFiniteError)
     expected = str(theirs.value).replace(str(tmp_path / "alone"), str(tmp_path / "engine" / "job0"))
-    assert str(ours.value) == "job0: " + expected
-    assert "loss became" in expected
-    # the healthy job finished and wrote its files anyway
+    assert str(failed) == "job0: " + expected
+    assert "loss became" in expected and failed.step == theirs.value.step
+    # the failed job's files hold its last finite evaluation; the healthy job finished
+    for name in ("best.pt", "last.pt"):
+        model = load_checkpoint(tmp_path / "engine" / "job0" / name)["model"]
+        assert all(torch.isfinite(v).all() for v in model.values())
+    assert healthy.steps == jobs[1].train_config.epochs * 38
     assert (tmp_path / "engine" / "job1" / "best.pt").is_file()
     rows = read_csv(tmp_path / "engine" / "job1" / "metrics.csv")
     assert math.isfinite(float(rows[-1]["dev_loss"]))
 
 
+@pytest.mark.parametrize("backend", [backend_param(b) for b in BACKENDS])
+def test_huge_learning_rate_trains_like_the_trainer(tmp_path, backend):
+    """Issue 14: SGD at lr 1e8 saturates every gate. The trainer trains all four cells to
+    finite (huge) parameters; the engine must too, not fail where PyTorch's saturated
+    sigmoid and tanh give exactly zero derivatives."""
+    for cell in ("srn", "lstm", "gru", "residual-srn"):
+        spec = (5, 0, 1e8, {"model": {"hidden_size": 16, "embedding_dim": 8}})
+        jobs = make_jobs(tmp_path / cell, cell, [spec], epochs=1, optimizer="sgd",
+                         eval_every=5)
+        (ours,) = train_population(jobs, backend=backend)
+        theirs, model = train_alone(jobs[0], None)
+        assert not isinstance(ours, NonFiniteError), str(ours)
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+        assert ours.steps == theirs.steps
+        assert ours.test["accuracy"] == theirs.test["accuracy"], cell
+        assert [r["dev_accuracy"] for r in ours.history] == \
+            [r["dev_accuracy"] for r in theirs.history], cell
+        best = load_checkpoint(Path(jobs[0].out_dir) / "best.pt")["model"]
+        assert all(torch.isfinite(v).all() for v in best.values())
+
+
+@pytest.mark.parametrize("backend", [backend_param(b) for b in BACKENDS])
+def test_nonfinite_parameters_fail_that_job_only(tmp_path, backend):
+    # SGD at lr 3e38 on summed gradients overflows the parameters on the first update,
+    # after a finite loss.
+    specs = [(5, 0, 3e38), (5, 1, 1e-3)]
+    jobs = make_jobs(tmp_path, "srn", specs, epochs=1, optimizer="sgd", eval_every=10,
+                     reduction="sum")
+    results = list(iter_population(jobs, backend=backend))
+    by_index = dict(results)
+    assert sorted(by_index) == [0, 1]
+    failed = by_index[0]
+    assert isinstance(failed, NonFiniteError)
+    assert "job0: the parameters became non-finite at step 1 (epoch 1)" in str(failed)
+    assert failed.step == 1
+    assert not (tmp_path / "job0" / "best.pt").exists()  # it failed before any evaluation
+    assert by_index[1].steps == 38 and math.isfinite(by_index[1].best_dev_metric)
+
+
 @pytest.fixture
-def fresh_kernel_cache(monkeypatch):
-    from rnnlab.engine import native
+def fresh_kernel_cache(monkeypatch, tmp_path):
+    from rnnlab.engine import backends, calibrate, native
 
     monkeypatch.setattr(native, "_CACHE", {})
     monkeypatch.setattr(native, "_ERRORS", {})
+    monkeypatch.setattr(native, "_BUILD", {})
+    monkeypatch.setattr(backends, "_SAID", set())
+    monkeypatch.setattr(calibrate, "_SPEEDS", {})
     monkeypatch.delenv("RNNLAB_ENGINE_BACKEND", raising=False)
+    monkeypatch.delenv("RNNLAB_KERNEL_MARCH", raising=False)
+    monkeypatch.setenv("RNNLAB_CACHE_DIR", str(tmp_path / "kernel-cache"))
     return native
 
 
@@ -221,12 +270,68 @@ def test_unwritable_kernel_cache_still_builds_the_kernel(tmp_path, monkeypatch,
     monkeypatch.setenv("RNNLAB_CACHE_DIR", str(blocker / "cache"))
     assert native.load() is not None, native.why_unavailable()
     assert get_backend("auto").name == "native"
+    assert describe()["library"] == ""  # built for this process only
 
 
-def test_no_compiler_falls_back_to_torch(monkeypatch, fresh_kernel_cache):
+def test_no_compiler_falls_back_to_torch(monkeypatch, fresh_kernel_cache, capsys):
     monkeypatch.setattr(fresh_kernel_cache, "_compiler", lambda: None)
     assert fresh_kernel_cache.load() is None
     assert "no C compiler" in fresh_kernel_cache.why_unavailable()
     assert get_backend("auto").name == "torch"
+    assert get_backend("auto").name == "torch"
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "could not be built (no C compiler" in lines[0]
+    assert "install gcc" in lines[0].lower()
+    info = describe()
+    assert info["backend"] == "torch" and "no C compiler" in info["reason"]
     with pytest.raises(RnnlabError, match="not available"):
         get_backend("native")
+
+
+def test_a_failed_build_says_why_and_leaves_no_empty_folder(tmp_path, monkeypatch,
+                                                            fresh_kernel_cache, capsys):
+    monkeypatch.setenv("CC", "/bin/false")
+    cache = tmp_path / "kernel-cache"
+    assert get_backend("auto").name == "torch"
+    assert "/bin/false failed" in capsys.readouterr().err
+    assert not cache.exists()
+    # the user can require the kernel: one clear error instead of the fallback
+    monkeypatch.setenv("RNNLAB_ENGINE_BACKEND", "native")
+    with pytest.raises(RnnlabError, match="C kernel is not available .*/bin/false"):
+        get_backend("auto")
+    assert describe()["backend"] is None
+    monkeypatch.setenv("RNNLAB_ENGINE_BACKEND", "fastest")
+    with pytest.raises(RnnlabError, match="RNNLAB_ENGINE_BACKEND='fastest'"):
+        get_backend("auto")
+    monkeypatch.setenv("RNNLAB_ENGINE_BACKEND", "torch")
+    assert get_backend("auto").name == "torch"
+    assert capsys.readouterr().err == ""  # chosen, not fallen back to: nothing to say
+
+
+def test_a_kernel_measured_slower_is_not_chosen_silently(monkeypatch, fresh_kernel_cache,
+                                                         capsys):
+    from rnnlab.engine import calibrate
+
+    if fresh_kernel_cache.load() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setattr(calibrate, "speeds", lambda: (2.0, 1.0))
+    assert get_backend("auto").name == "torch"
+    err = capsys.readouterr().err
+    assert "measured slower than the torch backend" in err and "RNNLAB_ENGINE_BACKEND=native" in err
+    assert describe()["reason"].startswith("the C kernel")
+    assert get_backend("native").name == "native"  # asked for by name: no measuring
+
+
+def test_describe_measures_once_and_keeps_the_measurement(fresh_kernel_cache):
+    from rnnlab.engine import calibrate
+
+    if fresh_kernel_cache.load() is None:
+        pytest.skip("no C compiler")
+    info = describe()
+    assert info["backend"] == "native"
+    # the kernel's measured speed is the one it was chosen by, and it is far ahead
+    assert info["kernel_ms_per_step"] * 3 < info["torch_ms_per_step"]
+    saved = Path(info["library"]).with_name(calibrate.FILE)
+    assert saved.is_file()
+    calibrate._SPEEDS.clear()
+    assert calibrate.speeds() == (info["kernel_ms_per_step"], info["torch_ms_per_step"])

@@ -11,7 +11,12 @@ result), with the forward and backward pass through time written out by hand:
   compiler and cached, runs hundreds of optimiser steps per call; jobs run side
   by side in threads.
 - ``torch``: the same hand-written BPTT in PyTorch, jobs of one shape in
-  lock-step with batched matrix products; used where no C compiler is present.
+  lock-step with batched matrix products; used where no C compiler is present
+  (said once on stderr) or where the kernel is measured slower.
+
+:func:`describe` says which backend runs here and why (kernel variant, compiler,
+measured speeds); ``RNNLAB_ENGINE_BACKEND=native`` requires the kernel (an error
+instead of a fallback), ``=torch`` chooses the PyTorch backend.
 
 Scope: token inputs, one unidirectional layer of ``srn``, ``residual-srn``,
 ``lstm`` or ``gru``, a classification head on the last state, cross-entropy and
@@ -25,8 +30,9 @@ Example::
                                     out_dir=f"runs/{i}") for i, ... in ...])
 """
 
-from rnnlab.engine.backends import BACKENDS, get_backend
+from rnnlab.engine.backends import BACKENDS, describe, get_backend
 from rnnlab.engine.jobs import Job
 from rnnlab.engine.population import iter_population, score, train_population
 
-__all__ = ["BACKENDS", "Job", "get_backend", "iter_population", "score", "train_population"]
+__all__ = ["BACKENDS", "Job", "describe", "get_backend", "iter_population", "score",
+           "train_population"]

@@ -11,6 +11,8 @@ them (snapshots, checkpoints) is shared.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -108,16 +110,84 @@ class NativeBackend:
 
 
 def get_backend(name: str = "auto") -> Any:
-    """The backend called ``name``; ``auto`` is native where the kernel builds, else torch."""
-    if name not in BACKENDS:
-        raise RnnlabError(f"unknown engine backend {name!r}; known: {', '.join(BACKENDS)}")
-    if name in ("auto", "native"):
-        lib = native.load()
-        if lib is not None:
-            return NativeBackend(lib)
-        if name == "native":
-            raise RnnlabError(f"the engine's C kernel is not available "
-                              f"({native.why_unavailable()}); use backend 'torch'")
+    """The backend called ``name``; ``auto`` is the fastest one this machine has.
+
+    ``auto`` follows ``$RNNLAB_ENGINE_BACKEND`` when set (``native`` requires the kernel
+    and fails instead of falling back). Falling back to torch is said once on stderr.
+    """
+    info = choose(name)
+    if info["backend"] == "native":
+        return NativeBackend(native.load())
     from rnnlab.engine.torch_backend import TorchBackend
 
     return TorchBackend()
+
+
+def describe(name: str = "auto") -> dict[str, Any]:
+    """What :func:`get_backend` (``name``) runs on this machine, and why.
+
+    Keys: ``backend`` (``native`` or ``torch``), ``requested``, ``reason`` (why torch
+    runs, else ``None``), ``cpu``, and for the kernel its ``isa``, ``vector_floats``,
+    ``register_block``, ``compiler``, ``flags``, ``library``; with ``auto``, the measured
+    ``kernel_ms_per_step`` and ``torch_ms_per_step`` it chose by. Never raises for a
+    missing kernel: ``reason`` says what :func:`get_backend` would raise.
+    """
+    try:
+        return choose(name, quiet=True)
+    except RnnlabError as err:
+        return {"backend": None, "requested": name, "reason": str(err), "cpu": native.cpu_name()}
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line, file=sys.stderr)
+
+
+def choose(name: str = "auto", quiet: bool = False) -> dict[str, Any]:
+    """The decision behind :func:`get_backend` and :func:`describe`."""
+    if name not in BACKENDS:
+        raise RnnlabError(f"unknown engine backend {name!r}; known: {', '.join(BACKENDS)}")
+    requested = name
+    if name == "auto":
+        env = os.environ.get("RNNLAB_ENGINE_BACKEND", "").strip().lower()
+        if env and env not in BACKENDS:
+            raise RnnlabError(f"RNNLAB_ENGINE_BACKEND={env!r} is not an engine backend; "
+                              f"use one of {', '.join(BACKENDS)}")
+        requested = env or "auto"
+    info: dict[str, Any] = {"backend": "torch", "requested": requested, "reason": None,
+                            "cpu": native.cpu_name()}
+    if requested == "torch":
+        info["reason"] = "the torch backend was asked for"
+        return info
+    lib = native.load()
+    if lib is None:
+        why = native.why_unavailable()
+        if requested == "native":
+            raise RnnlabError(f"the engine's C kernel is not available ({why}); install a C "
+                              "compiler (gcc) or use the torch backend")
+        info["reason"] = f"the C kernel could not be built: {why}"
+        if not quiet:
+            _say_once(f"rnnlab: the engine's C kernel could not be built ({why}); training "
+                      "with the PyTorch backend, 10-50x slower. Install gcc (apt-get install "
+                      "gcc) for the kernel, or set RNNLAB_ENGINE_BACKEND=torch to choose "
+                      "this backend.")
+        return info
+    info.update(native.build_info())
+    if requested == "auto":
+        from rnnlab.engine.calibrate import speeds
+
+        kernel, torch_ms = speeds()
+        info.update(kernel_ms_per_step=kernel, torch_ms_per_step=torch_ms)
+        if kernel > torch_ms:
+            info["reason"] = (f"the C kernel ({info['isa']}) measured slower than the torch "
+                              f"backend here ({kernel:.3f} vs {torch_ms:.3f} ms per step)")
+            if not quiet:
+                _say_once(f"rnnlab: {info['reason']}; using torch. "
+                          "RNNLAB_ENGINE_BACKEND=native forces the kernel.")
+            return info
+    info["backend"] = "native"
+    return info

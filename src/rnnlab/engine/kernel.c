@@ -27,8 +27,9 @@
  * Python pads E, H and the class count C up to multiples of 16 (E', H', C') with
  * zero rows and columns (padded units stay exactly zero through training, padded
  * classes are left out of the softmax; see layout.py), so every hot loop
- * works on whole 16-float vectors written with GCC's vector extension: AVX-512
- * registers where the CPU has them, two or four narrower ones where it has not.
+ * works on whole vectors written with GCC's vector extension, one register wide
+ * on the target: 16 floats on AVX-512, 8 on AVX2, 4 on SSE and NEON (see
+ * "vectors as wide as the target's registers" below).
  *
  * Build: gcc -O3 -march=native -fno-math-errno -shared -fPIC (rnnlab/engine/native.py).
  */
@@ -102,8 +103,17 @@ long rn_num_params(const int32_t *dims) {
 
 /* ---- elementary functions (Cephes single-precision polynomials) ---- */
 
+/* Past the float range the results are exactly what torch.exp gives there, inf above
+ * and 0 below (not a clamped finite value: a sigmoid or tanh that saturates must
+ * saturate exactly, or its derivative stays nonzero and huge gradients go through
+ * where PyTorch's are exactly zero). Below ln(FLT_MIN) torch gives denormals; 0 here. */
+#define RN_EXP_HI 88.7228391f
+#define RN_EXP_LO -87.3365448f
+
 static inline __attribute__((always_inline)) float rn_exp(float x) {
-    x = x > 88.0f ? 88.0f : x;
+    if (x > RN_EXP_HI) return INFINITY;
+    if (x < RN_EXP_LO) return 0.0f;
+    x = x > 88.0f ? 88.0f : x; /* 2^128 has no float exponent: stop short */
     x = x < -87.0f ? -87.0f : x;
     float fx = floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - fx * 0.693359375f;
@@ -122,115 +132,169 @@ static inline __attribute__((always_inline)) float rn_exp(float x) {
     return y * scale;
 }
 
-/* ---- 16-float vectors ---- */
+/* ---- vectors as wide as the target's registers ----
+ *
+ * Chosen at build time from the macros the compiler defines for its -march target
+ * (native.py builds with -march=native, so for the CPU at hand): one vector fills
+ * one register, never two, so nothing is split or spilled. RN_MR x RN_NR is the
+ * register block of the matrix product: RN_MR rows by RN_NR vectors of outputs stay
+ * in registers, RN_MR * RN_NR independent FMA chains, sized to leave room for the
+ * RN_NR weight vectors and a broadcast in the register file (32 on AVX-512 and NEON,
+ * 16 on AVX2 and SSE). Every variant sums each output element over k in the same
+ * order, one chain, so the variants differ only where FMA is missing (SSE: a
+ * product and a sum rounded separately). */
+#if defined(__AVX512F__)
+#define RN_VW 16
+#define RN_MR 4
+#define RN_NR 2
+#define RN_ISA "avx512"
+#elif defined(__AVX2__) && defined(__FMA__)
+#define RN_VW 8
+#define RN_MR 6
+#define RN_NR 2
+#define RN_ISA "avx2-fma"
+#elif defined(__AVX__)
+#define RN_VW 8
+#define RN_MR 4
+#define RN_NR 1
+#define RN_ISA "avx"
+#elif defined(__ARM_NEON)
+#define RN_VW 4
+#define RN_MR 4
+#define RN_NR 4
+#define RN_ISA "neon"
+#elif defined(__SSE2__)
+#define RN_VW 4
+#define RN_MR 4
+#define RN_NR 2
+#define RN_ISA "sse"
+#else
+#define RN_VW 4
+#define RN_MR 4
+#define RN_NR 2
+#define RN_ISA "generic"
+#endif
+#define RN_STR2(x) #x
+#define RN_STR(x) RN_STR2(x)
 
-typedef float v16 __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
+/* Layout padding (layout.py's VECTOR) is 16 floats: a whole number of vectors on every target. */
+#if 16 % RN_VW != 0
+#error "the vector width must divide the layout's padding of 16 floats"
+#endif
 
-static inline __attribute__((always_inline)) v16 ld(const float *p) {
-    v16 v;
+/* What this build is, for rnnlab.engine.describe(): "isa vector-floats rows x vectors". */
+const char *rn_variant(void) {
+    return RN_ISA " " RN_STR(RN_VW) " " RN_STR(RN_MR) "x" RN_STR(RN_NR);
+}
+
+typedef float vf __attribute__((vector_size(RN_VW * 4)));
+typedef int32_t vfi __attribute__((vector_size(RN_VW * 4)));
+
+static inline __attribute__((always_inline)) vf ld(const float *p) {
+    vf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-static inline __attribute__((always_inline)) void st(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+static inline __attribute__((always_inline)) void st(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-static inline __attribute__((always_inline)) v16 splat(float x) { return (v16){0} + x; }
-
-static inline __attribute__((always_inline)) v16 vsel(v16i mask, v16 a, v16 b) {
-    return (v16)((mask & (v16i)a) | (~mask & (v16i)b));
+/* Every lane x: a broadcast (not 0 + x, which costs an add and turns -0 into +0). */
+static inline __attribute__((always_inline)) vf splat(float x) {
+    const vf v = {x};
+    return __builtin_shuffle(v, (vfi){0});
 }
 
-static inline __attribute__((always_inline)) v16 vexp(v16 x) {
-    x = vsel(x > 88.0f, splat(88.0f), x);
+static inline __attribute__((always_inline)) vf vsel(vfi mask, vf a, vf b) {
+    return (vf)((mask & (vfi)a) | (~mask & (vfi)b));
+}
+
+static inline __attribute__((always_inline)) vf vexp(vf x) {
+    const vfi over = x > RN_EXP_HI, under = x < RN_EXP_LO;
+    x = vsel(x > 88.0f, splat(88.0f), x); /* 2^128 has no float exponent: stop short */
     x = vsel(x < -87.0f, splat(-87.0f), x);
-    v16 fx = x * 1.44269504088896341f + 0.5f;
-    v16i n = __builtin_convertvector(fx, v16i); /* truncation; fix up to floor below */
-    n += (v16i)(__builtin_convertvector(n, v16) > fx);
-    v16 nf = __builtin_convertvector(n, v16);
-    v16 r = x - nf * 0.693359375f;
+    vf fx = x * 1.44269504088896341f + 0.5f;
+    vfi n = __builtin_convertvector(fx, vfi); /* truncation; fix up to floor below */
+    n += (vfi)(__builtin_convertvector(n, vf) > fx);
+    vf nf = __builtin_convertvector(n, vf);
+    vf r = x - nf * 0.693359375f;
     r = r + nf * 2.12194440e-4f;
-    v16 z = r * r;
-    v16 y = splat(1.9875691500e-4f);
+    vf z = r * r;
+    vf y = splat(1.9875691500e-4f);
     y = y * r + 1.3981999507e-3f;
     y = y * r + 8.3334519073e-3f;
     y = y * r + 4.1665795894e-2f;
     y = y * r + 1.6666665459e-1f;
     y = y * r + 5.0000001201e-1f;
     y = y * z + r + 1.0f;
-    return y * (v16)((n + 127) << 23);
+    y = y * (vf)((n + 127) << 23);
+    return vsel(under, splat(0.0f), vsel(over, splat(INFINITY), y));
 }
 
-static inline __attribute__((always_inline)) v16 vtanh(v16 x) {
-    const v16i sign = (v16i)x & (int32_t)0x80000000;
-    v16 ax = (v16)((v16i)x & 0x7fffffff);
-    v16 z = x * x;
-    v16 p = splat(-5.70498872745e-3f);
+static inline __attribute__((always_inline)) vf vtanh(vf x) {
+    const vfi sign = (vfi)x & (int32_t)0x80000000;
+    vf ax = (vf)((vfi)x & 0x7fffffff);
+    vf z = x * x;
+    vf p = splat(-5.70498872745e-3f);
     p = p * z + 2.06390887954e-2f;
     p = p * z - 5.37397155531e-2f;
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
     p = p * z * x + x;
-    v16 a = vsel(ax < 9.0f, ax, splat(9.0f));
-    v16 q = 1.0f - 2.0f / (vexp(a + a) + 1.0f);
-    q = (v16)((v16i)q | sign);
+    /* up to 44, where exp(2a) still fits: tanh rounds to exactly +-1 from 9.02 on */
+    vf a = vsel(ax < 44.0f, ax, splat(44.0f));
+    vf q = 1.0f - 2.0f / (vexp(a + a) + 1.0f);
+    q = (vf)((vfi)q | sign);
     return vsel(ax < 0.625f, p, q);
 }
 
-static inline __attribute__((always_inline)) v16 vsigmoid(v16 x) {
+static inline __attribute__((always_inline)) vf vsigmoid(vf x) {
     return 1.0f / (1.0f + vexp(-x));
 }
 
 /*
- * out[i][j] (+)= sum_k A(i, k) * W[k][j] for i < M, j < N (N a multiple of 16),
- * with A(i, k) = A[i*sai + k*sak]. Four rows by two vectors of outputs stay in
- * registers for the whole sum over k: eight independent FMA chains, each weight
- * vector loaded once per four rows.
+ * out[i][j] (+)= sum_k A(i, k) * W[k][j] for i < M, j < N (N a multiple of RN_VW),
+ * with A(i, k) = A[i*sai + k*sak]. Blocks of RN_MR rows by RN_NR vectors of outputs
+ * stay in registers for the whole sum over k, each weight vector loaded once per
+ * RN_MR rows; the edges use smaller blocks of the same shape of loop. Every output
+ * element is one chain of multiply-adds in the order k = 0, 1, ..., K-1, whatever
+ * the block it falls in, so the blocking never changes a result.
  */
+#define RN_BLOCK(MR, NR)                                                                  \
+    do {                                                                                  \
+        vf acc[MR][NR];                                                                   \
+        for (int r = 0; r < MR; r++)                                                      \
+            for (int c = 0; c < NR; c++)                                                  \
+                acc[r][c] = accumulate ? ld(out + (i + r) * ldo + j + RN_VW * c)          \
+                                       : splat(0.0f);                                     \
+        for (int k = 0; k < K; k++) {                                                     \
+            vf w[NR];                                                                     \
+            for (int c = 0; c < NR; c++) w[c] = ld(W + k * ldw + j + RN_VW * c);          \
+            for (int r = 0; r < MR; r++) {                                                \
+                const vf a = splat(A[(i + r) * sai + k * sak]);                           \
+                for (int c = 0; c < NR; c++) acc[r][c] += a * w[c];                       \
+            }                                                                             \
+        }                                                                                 \
+        for (int r = 0; r < MR; r++)                                                      \
+            for (int c = 0; c < NR; c++) st(out + (i + r) * ldo + j + RN_VW * c, acc[r][c]); \
+    } while (0)
+
 static void gemm(float *out, long ldo, const float *A, long sai, long sak, const float *W,
                  long ldw, int M, int K, int N, int accumulate) {
     int i = 0;
-    for (; i + 4 <= M; i += 4) {
+    for (; i + RN_MR <= M; i += RN_MR) {
         int j = 0;
-        for (; j + 32 <= N; j += 32) {
-            v16 acc[4][2];
-            for (int r = 0; r < 4; r++)
-                for (int c = 0; c < 2; c++)
-                    acc[r][c] = accumulate ? ld(out + (i + r) * ldo + j + 16 * c) : splat(0.0f);
-            for (int k = 0; k < K; k++) {
-                const v16 w0 = ld(W + k * ldw + j), w1 = ld(W + k * ldw + j + 16);
-                for (int r = 0; r < 4; r++) {
-                    const float a = A[(i + r) * sai + k * sak];
-                    acc[r][0] += a * w0;
-                    acc[r][1] += a * w1;
-                }
-            }
-            for (int r = 0; r < 4; r++)
-                for (int c = 0; c < 2; c++) st(out + (i + r) * ldo + j + 16 * c, acc[r][c]);
-        }
-        for (; j < N; j += 16) {
-            v16 acc[4];
-            for (int r = 0; r < 4; r++)
-                acc[r] = accumulate ? ld(out + (i + r) * ldo + j) : splat(0.0f);
-            for (int k = 0; k < K; k++) {
-                const v16 w0 = ld(W + k * ldw + j);
-                for (int r = 0; r < 4; r++) acc[r] += A[(i + r) * sai + k * sak] * w0;
-            }
-            for (int r = 0; r < 4; r++) st(out + (i + r) * ldo + j, acc[r]);
-        }
+        for (; j + RN_NR * RN_VW <= N; j += RN_NR * RN_VW) RN_BLOCK(RN_MR, RN_NR);
+        for (; j < N; j += RN_VW) RN_BLOCK(RN_MR, 1);
+    }
+    for (; i + 2 <= M; i += 2) {
+        int j = 0;
+        for (; j + RN_NR * RN_VW <= N; j += RN_NR * RN_VW) RN_BLOCK(2, RN_NR);
+        for (; j < N; j += RN_VW) RN_BLOCK(2, 1);
     }
     for (; i < M; i++) {
-        for (int j = 0; j < N; j += 16) {
-            v16 acc0 = accumulate ? ld(out + i * ldo + j) : splat(0.0f);
-            v16 acc1 = splat(0.0f);
-            int k = 0;
-            for (; k + 2 <= K; k += 2) {
-                acc0 += A[i * sai + k * sak] * ld(W + k * ldw + j);
-                acc1 += A[i * sai + (k + 1) * sak] * ld(W + (k + 1) * ldw + j);
-            }
-            for (; k < K; k++) acc0 += A[i * sai + k * sak] * ld(W + k * ldw + j);
-            st(out + i * ldo + j, acc0 + acc1);
-        }
+        int j = 0;
+        for (; j + RN_NR * RN_VW <= N; j += RN_NR * RN_VW) RN_BLOCK(1, RN_NR);
+        for (; j < N; j += RN_VW) RN_BLOCK(1, 1);
     }
 }
 
@@ -296,8 +360,8 @@ static void prepare(const Net *n, Work *w) {
     const int fold_bhh = n->cell != RN_GRU;
     for (int v = 0; v < V; v++) {
         float *row = w->P + (long)v * GH;
-        for (int j = 0; j < GH; j += 16) {
-            v16 x = ld(row + j) + ld(n->bih + j);
+        for (int j = 0; j < GH; j += RN_VW) {
+            vf x = ld(row + j) + ld(n->bih + j);
             if (fold_bhh) x += ld(n->bhh + j);
             st(row + j, x);
         }
@@ -329,9 +393,9 @@ static void forward(const Net *n, Work *w, const int32_t *tokens, const int32_t 
             const float *gh = w->gh + (long)b * GH;
             float *act = w->acts + ((long)t * B + b) * GH;
             if (n->cell == RN_SRN || n->cell == RN_RESIDUAL) {
-                for (int j = 0; j < H; j += 16) {
-                    const v16 x = ld(gh + j);
-                    const v16 a = n->relu ? vsel(x > 0.0f, x, splat(0.0f)) : vtanh(x);
+                for (int j = 0; j < H; j += RN_VW) {
+                    const vf x = ld(gh + j);
+                    const vf a = n->relu ? vsel(x > 0.0f, x, splat(0.0f)) : vtanh(x);
                     st(act + j, a);
                     st(hnew + j, n->cell == RN_RESIDUAL ? ld(hprev + j) + a : a);
                 }
@@ -339,11 +403,11 @@ static void forward(const Net *n, Work *w, const int32_t *tokens, const int32_t 
                 const float *cprev = w->cs + ((long)t * B + b) * H;
                 float *cnew = w->cs + ((long)(t + 1) * B + b) * H;
                 float *tc = w->tcs + ((long)t * B + b) * H;
-                for (int j = 0; j < H; j += 16) {
-                    const v16 i = vsigmoid(ld(gh + j)), f = vsigmoid(ld(gh + H + j));
-                    const v16 g = vtanh(ld(gh + 2 * H + j)), o = vsigmoid(ld(gh + 3 * H + j));
-                    const v16 c = f * ld(cprev + j) + i * g;
-                    const v16 tcj = vtanh(c);
+                for (int j = 0; j < H; j += RN_VW) {
+                    const vf i = vsigmoid(ld(gh + j)), f = vsigmoid(ld(gh + H + j));
+                    const vf g = vtanh(ld(gh + 2 * H + j)), o = vsigmoid(ld(gh + 3 * H + j));
+                    const vf c = f * ld(cprev + j) + i * g;
+                    const vf tcj = vtanh(c);
                     st(act + j, i);
                     st(act + H + j, f);
                     st(act + 2 * H + j, g);
@@ -355,11 +419,11 @@ static void forward(const Net *n, Work *w, const int32_t *tokens, const int32_t 
             } else { /* GRU */
                 const float *P = w->P + (long)tokens[(long)rows[b] * L + t] * GH;
                 float *ghn = w->ghn + ((long)t * B + b) * H;
-                for (int j = 0; j < H; j += 16) {
-                    const v16 r = vsigmoid(ld(P + j) + ld(gh + j));
-                    const v16 z = vsigmoid(ld(P + H + j) + ld(gh + H + j));
-                    const v16 hn = ld(gh + 2 * H + j);
-                    const v16 nn = vtanh(ld(P + 2 * H + j) + r * hn);
+                for (int j = 0; j < H; j += RN_VW) {
+                    const vf r = vsigmoid(ld(P + j) + ld(gh + j));
+                    const vf z = vsigmoid(ld(P + H + j) + ld(gh + H + j));
+                    const vf hn = ld(gh + 2 * H + j);
+                    const vf nn = vtanh(ld(P + 2 * H + j) + r * hn);
                     st(act + j, r);
                     st(act + H + j, z);
                     st(act + 2 * H + j, nn);
@@ -421,8 +485,8 @@ static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t
     memset(w->Gacc, 0, (size_t)V * GH * sizeof(float));
     memset(w->dc, 0, (size_t)B * H * sizeof(float));
     const float *hlast = w->hs + (long)L * B * H;
-    for (int c = 0; c < C; c += 16) {
-        v16 acc = splat(0.0f);
+    for (int c = 0; c < C; c += RN_VW) {
+        vf acc = splat(0.0f);
         for (int b = 0; b < B; b++) acc += ld(dlogits + (long)b * C + c);
         st(g_fcb + c, acc);
     }
@@ -441,8 +505,8 @@ static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t
             float *dgh = dghs + (long)b * GH;
             /* dhp starts as the part of dL/dh_{t-1} that does not go through W_hh */
             if (n->cell == RN_SRN || n->cell == RN_RESIDUAL) {
-                for (int j = 0; j < H; j += 16) {
-                    const v16 a = ld(act + j), d = ld(dh + j);
+                for (int j = 0; j < H; j += RN_VW) {
+                    const vf a = ld(act + j), d = ld(dh + j);
                     st(dgh + j, n->relu ? vsel(a > 0.0f, d, splat(0.0f)) : d * (1.0f - a * a));
                     st(dhp + j, n->cell == RN_RESIDUAL ? d : splat(0.0f));
                 }
@@ -451,10 +515,10 @@ static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t
                 const float *cprev = w->cs + ((long)t * B + b) * H;
                 const float *tc = w->tcs + ((long)t * B + b) * H;
                 float *dc = w->dc + (long)b * H;
-                for (int j = 0; j < H; j += 16) {
-                    const v16 i = ld(act + j), f = ld(act + H + j), gg = ld(act + 2 * H + j);
-                    const v16 o = ld(act + 3 * H + j), tcj = ld(tc + j), d = ld(dh + j);
-                    const v16 dct = ld(dc + j) + d * o * (1.0f - tcj * tcj);
+                for (int j = 0; j < H; j += RN_VW) {
+                    const vf i = ld(act + j), f = ld(act + H + j), gg = ld(act + 2 * H + j);
+                    const vf o = ld(act + 3 * H + j), tcj = ld(tc + j), d = ld(dh + j);
+                    const vf dct = ld(dc + j) + d * o * (1.0f - tcj * tcj);
                     st(dgh + j, dct * gg * i * (1.0f - i));
                     st(dgh + H + j, dct * ld(cprev + j) * f * (1.0f - f));
                     st(dgh + 2 * H + j, dct * i * (1.0f - gg * gg));
@@ -465,12 +529,12 @@ static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t
                 memcpy(dgi, dgh, (size_t)GH * sizeof(float));
             } else { /* GRU */
                 const float *ghn = w->ghn + ((long)t * B + b) * H;
-                for (int j = 0; j < H; j += 16) {
-                    const v16 r = ld(act + j), z = ld(act + H + j), nn = ld(act + 2 * H + j);
-                    const v16 d = ld(dh + j);
-                    const v16 dn = d * (1.0f - z) * (1.0f - nn * nn);
-                    const v16 dz = d * (ld(hprev + j) - nn) * z * (1.0f - z);
-                    const v16 dr = dn * ld(ghn + j) * r * (1.0f - r);
+                for (int j = 0; j < H; j += RN_VW) {
+                    const vf r = ld(act + j), z = ld(act + H + j), nn = ld(act + 2 * H + j);
+                    const vf d = ld(dh + j);
+                    const vf dn = d * (1.0f - z) * (1.0f - nn * nn);
+                    const vf dz = d * (ld(hprev + j) - nn) * z * (1.0f - z);
+                    const vf dr = dn * ld(ghn + j) * r * (1.0f - r);
                     st(dgi + j, dr);
                     st(dgi + H + j, dz);
                     st(dgi + 2 * H + j, dn);
@@ -481,7 +545,7 @@ static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t
                 }
             }
             float *Gv = w->Gacc + (long)tokens[(long)rows[b] * L + t] * GH;
-            for (int j = 0; j < GH; j += 16) st(Gv + j, ld(Gv + j) + ld(dgi + j));
+            for (int j = 0; j < GH; j += RN_VW) st(Gv + j, ld(Gv + j) + ld(dgi + j));
         }
         if (t > 0) gemm(w->dhp, H, dghs, GH, 1, w->whh, H, B, GH, H, 1);
         float *tmp = w->dh;
@@ -495,11 +559,11 @@ static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t
              GH, 0);
     else
         memset(g_whhT, 0, (size_t)H * GH * sizeof(float));
-    for (int j = 0; j < GH; j += 16) {
-        v16 acc = splat(0.0f);
+    for (int j = 0; j < GH; j += RN_VW) {
+        vf acc = splat(0.0f);
         for (long r = 0; r < (long)L * B; r++) acc += ld(w->dghs + r * GH + j);
         st(g_bhh + j, acc);
-        v16 acc_i = splat(0.0f);
+        vf acc_i = splat(0.0f);
         for (int v = 0; v < V; v++) acc_i += ld(w->Gacc + (long)v * GH + j);
         st(g_bih + j, acc_i);
     }
@@ -567,13 +631,22 @@ static void sgd(long np, float *restrict p, const float *restrict g, float *rest
     }
 }
 
+/* Whether every value is finite: one pass, no branch per element. */
+static int all_finite(const float *x, long count) {
+    int bad = 0;
+    for (long i = 0; i < count; i++) bad |= !isfinite(x[i]);
+    return !bad;
+}
+
 /*
  * Run n_steps optimiser steps. Batch s uses the rows rows[offsets[s] .. offsets[s+1]).
  * opt_a/opt_b: Adam's exp_avg/exp_avg_sq, or SGD's momentum buffer (opt_a).
  * *step counts optimiser steps taken so far (Adam's bias correction, SGD's first step).
  * losses[s] receives each step's training loss.
- * Returns 0, -1 when memory ran out, -2 when E or H is not a multiple of 16, or s+1 when step s had a non-finite loss
- * (the parameters are then left as they were before that step).
+ * Returns 0, -1 when memory ran out, -2 when E or H is not a multiple of 16, or s+1 when
+ * step s failed: its loss was non-finite (losses[s]; the parameters are then left as
+ * they were before that step) or, with a finite losses[s], its update made a parameter
+ * non-finite.
  */
 int rn_train(const int32_t *dims, const float *hyper, float *params, float *opt_a, float *opt_b,
              int64_t *step, const int32_t *tokens, const int32_t *labels, const int32_t *rows,
@@ -610,6 +683,10 @@ int rn_train(const int32_t *dims, const float *hyper, float *params, float *opt_
             adam(n.n_params, params, w.grad, opt_a, opt_b, hyper, (double)*step);
         else
             sgd(n.n_params, params, w.grad, opt_a, hyper, *step == 1);
+        if (!all_finite(params, n.n_params)) {
+            status = s + 1; /* losses[s] is finite: the update made the parameters non-finite */
+            break;
+        }
     }
     free(w.block);
     return status;

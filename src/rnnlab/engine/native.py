@@ -5,11 +5,18 @@ needs no PyTorch headers (it works on raw float buffers), so it compiles in
 about a second instead of most of a minute, needs no ``ninja``, and a call
 releases the GIL, which lets a thread pool train several models at once.
 
+Which vector code runs is decided at build time: the kernel is compiled with
+``-march=native`` and picks its vector width and register block from the
+target's macros (AVX-512, AVX2+FMA, AVX, SSE, NEON; see kernel.c), so one build
+fits the CPU it was built on. ``$RNNLAB_KERNEL_MARCH`` (``x86-64-v2``, ...)
+builds for another target instead, which is how the tests run every variant this
+CPU can execute. A compiler that refuses ``-march=native`` gets its default target.
+
 The shared library is cached under ``$RNNLAB_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/rnnlab`` or ``~/.cache/rnnlab``) in a folder named by a hash of
 the source, the compiler, the flags and this CPU's instruction-set flags, since
-``-march=native`` code must never run on a different CPU. Without a C compiler
-:func:`load` returns ``None`` and the engine uses its pure-PyTorch backend.
+``-march=native`` code must never run on a different CPU. Without a working C
+compiler :func:`load` returns ``None`` (:func:`why_unavailable` says why).
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("kernel.c")
-FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared")
+BASE_FLAGS = ("-O3", "-fno-math-errno", "-fPIC", "-shared")
 _LOCK = threading.Lock()
 _CACHE: dict[str, ctypes.CDLL | None] = {}
 _ERRORS: dict[str, str] = {}
+_BUILD: dict[str, str] = {}
 
 _f32p = ctypes.POINTER(ctypes.c_float)
 _i32p = ctypes.POINTER(ctypes.c_int32)
@@ -48,7 +56,14 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
 
 
-def _cpu_flags() -> str:
+def target_flags() -> tuple[str, ...]:
+    """``-march=native``, or ``-march=$RNNLAB_KERNEL_MARCH`` when that is set."""
+    march = os.environ.get("RNNLAB_KERNEL_MARCH", "").strip()
+    return (f"-march={march or 'native'}",)
+
+
+def cpu_flags() -> str:
+    """This CPU's feature flags as the kernel's build key sees them."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")):
@@ -58,37 +73,63 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def _build_key(cc: str) -> str:
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+def cpu_name() -> str:
+    """The CPU's model name (``platform.processor()`` where /proc/cpuinfo has none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compiler_version(cc: str) -> str:
+    out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0].strip() if out.strip() else "unknown"
+
+
+def _build_key(cc: str, version: str, flags: tuple[str, ...]) -> str:
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes().decode(), cc, version, " ".join(FLAGS), _cpu_flags(),
+    for part in (SOURCE.read_bytes().decode(), cc, version, " ".join(flags), cpu_flags(),
                  platform.machine()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
 
 
-def _compile(cc: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def compile_kernel(cc: str, flags: tuple[str, ...], target: Path) -> None:
+    """Compile kernel.c into the shared library ``target`` (atomically); OSError on failure."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
     os.close(fd)
     try:
-        result = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"],
+        result = subprocess.run([cc, *flags, *BASE_FLAGS, "-o", tmp, str(SOURCE), "-lm"],
                                 capture_output=True, text=True)
         if result.returncode != 0:
-            raise OSError(f"{cc} failed: {result.stderr.strip()[:2000]}")
+            said = result.stderr.strip()[:2000] or f"exit status {result.returncode}"
+            raise OSError(f"{cc} failed: {said}")
         os.replace(tmp, target)  # atomic: concurrent builders never see half a library
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _writable(folder: Path) -> bool:
+def _folder(target: Path) -> tuple[Path, str | None, list[Path]]:
+    """Where to build ``target``: its cache folder, else a per-process scratch folder.
+
+    Also returns the folders this call created, so a failed build can remove them.
+    """
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if os.access(target.parent, os.W_OK | os.X_OK):
+            return target, None, created
     except OSError:
-        return False
-    return os.access(folder, os.W_OK | os.X_OK)
+        pass
+    # A cache that cannot be written (a read-only home): build for this process only,
+    # rather than fall back to the far slower torch backend.
+    scratch = tempfile.mkdtemp(prefix="rnnlab-engine-")
+    return Path(scratch) / target.name, scratch, created
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -99,16 +140,46 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.rn_train.restype = ctypes.c_int
     lib.rn_logits.argtypes = [_i32p, _f32p, _i32p, ctypes.c_int32, _f32p]
     lib.rn_logits.restype = ctypes.c_int
+    lib.rn_variant.argtypes = []
+    lib.rn_variant.restype = ctypes.c_char_p
     return lib
 
 
-def load() -> ctypes.CDLL | None:
-    """The kernel library, built on first use; ``None`` when it cannot be built here.
+def _build_and_load(cc: str) -> ctypes.CDLL:
+    version = _compiler_version(cc)
+    errors = []
+    for flags in (target_flags(), ()):
+        target = cache_dir() / f"engine-{_build_key(cc, version, flags)}" / "librnnengine.so"
+        target, scratch, created = _folder(target)
+        try:
+            if not target.exists():
+                compile_kernel(cc, flags, target)
+            lib = _declare(ctypes.CDLL(str(target)))
+        except OSError as err:
+            errors.append(str(err))
+            for folder in created:  # a failed build leaves no empty cache folders behind
+                _remove_if_empty(folder)
+            if "-march=native" in flags:
+                continue  # a compiler without -march=native: try its default target
+            break
+        finally:
+            if scratch is not None:  # a loaded library stays mapped after its file goes
+                shutil.rmtree(scratch, ignore_errors=True)
+        _BUILD.update(compiler=f"{cc} ({version})", flags=" ".join((*flags, *BASE_FLAGS)),
+                      library="" if scratch is not None else str(target))
+        return lib
+    raise OSError(errors[0])
 
-    ``RNNLAB_ENGINE_BACKEND=torch`` disables it (the pure-PyTorch backend is used).
-    """
-    if os.environ.get("RNNLAB_ENGINE_BACKEND", "").lower() == "torch":
-        return None
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def load() -> ctypes.CDLL | None:
+    """The kernel library, built on first use; ``None`` when it cannot be built here."""
     with _LOCK:
         if "lib" in _CACHE:
             return _CACHE["lib"]
@@ -117,22 +188,10 @@ def load() -> ctypes.CDLL | None:
         if cc is None:
             _ERRORS["lib"] = "no C compiler (gcc or $CC) found"
         else:
-            scratch = None
             try:
-                target = cache_dir() / f"engine-{_build_key(cc)}" / "librnnengine.so"
-                if not target.exists() and not _writable(target.parent):
-                    # A cache that cannot be written (a read-only home): build for this
-                    # process only, rather than fall back to the far slower torch backend.
-                    scratch = tempfile.mkdtemp(prefix="rnnlab-engine-")
-                    target = Path(scratch) / target.name
-                if not target.exists():
-                    _compile(cc, target)
-                lib = _declare(ctypes.CDLL(str(target)))
+                lib = _build_and_load(cc)
             except OSError as err:
-                _ERRORS["lib"] = str(err)
-            finally:
-                if scratch is not None:  # a loaded library stays mapped after its file goes
-                    shutil.rmtree(scratch, ignore_errors=True)
+                _ERRORS["lib"] = str(err).splitlines()[0] if str(err) else repr(err)
         _CACHE["lib"] = lib
         return lib
 
@@ -140,6 +199,15 @@ def load() -> ctypes.CDLL | None:
 def why_unavailable() -> str | None:
     """Why :func:`load` returned ``None`` (``None`` when it did not)."""
     return _ERRORS.get("lib")
+
+
+def build_info() -> dict[str, str]:
+    """The loaded kernel's variant, compiler, flags and library path (empty if none)."""
+    lib = _CACHE.get("lib")
+    if lib is None:
+        return {}
+    isa, width, block = lib.rn_variant().decode().split()
+    return {"isa": isa, "vector_floats": int(width), "register_block": block, **_BUILD}
 
 
 def f32(array) -> ctypes._Pointer:

@@ -51,7 +51,7 @@ from rnnlab.engine.jobs import (
     out_path,
 )
 from rnnlab.engine.layout import NAMES, Shape, flatten, unflatten
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import NonFiniteError, RnnlabError
 from rnnlab.io import write_csv
 from rnnlab.seeding import rng_state
 from rnnlab.tasks.base import SplitData
@@ -127,7 +127,7 @@ class Member:
     last: Snapshot | None = None
     stopped: bool = False
     stopped_early: bool = False
-    error: str | None = None
+    error: NonFiniteError | None = None
     seconds: float = 0.0
 
     @property
@@ -142,25 +142,30 @@ class Member:
 
 
 def train_population(jobs: Sequence[Job], *, backend: str = "auto",
-                     workers: int | None = None) -> list[FitResult]:
+                     workers: int | None = None) -> list[FitResult | NonFiniteError]:
     """Train every job; return their :class:`~rnnlab.train.FitResult` in job order.
 
-    ``backend``: ``"auto"`` (native when a C compiler is present, else torch),
-    ``"native"`` or ``"torch"``. ``workers``: threads for the native backend
-    (default: the CPUs this process may use). A job whose loss becomes non-finite
-    raises :class:`RnnlabError` as the trainer does, after the others finish.
+    ``backend``: ``"auto"`` (the fastest this machine has, see
+    :func:`rnnlab.engine.describe`), ``"native"`` or ``"torch"``. ``workers``: threads
+    for the native backend (default: the CPUs this process may use). A job whose loss
+    or parameters became non-finite has, in its slot, the
+    :class:`~rnnlab.errors.NonFiniteError` saying so (the trainer's message); the
+    other jobs train on.
     """
-    results: dict[int, FitResult] = {}
+    results: dict[int, FitResult | NonFiniteError] = {}
     for index, result in iter_population(jobs, backend=backend, workers=workers):
         results[index] = result
     return [results[i] for i in range(len(jobs))]
 
 
-def iter_population(jobs: Sequence[Job], *, backend: str = "auto",
-                    workers: int | None = None) -> Iterator[tuple[int, FitResult]]:
+def iter_population(jobs: Sequence[Job], *, backend: str = "auto", workers: int | None = None
+                    ) -> Iterator[tuple[int, FitResult | NonFiniteError]]:
     """Yield ``(job index, FitResult)`` as each job finishes (its files are written first).
 
-    Every job is checked before any training starts, so an unsupported job fails fast.
+    A job whose loss or parameters became non-finite yields ``(job index,
+    NonFiniteError)`` instead, stopped at that step: its ``best.pt``/``last.pt`` hold
+    the last finite evaluation's state (none if it failed before one). Every job is
+    checked before any training starts, so an unsupported job fails fast.
     """
     impl = get_backend(backend)
     shapes = [check_supported(job, i) for i, job in enumerate(jobs)]
@@ -170,7 +175,6 @@ def iter_population(jobs: Sequence[Job], *, backend: str = "auto",
     # Tiny models run fastest single-threaded; parallelism comes from running jobs side by side.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    errors: list[str] = []
     n_workers = max(1, min(workers or _cpu_count(), len(groups))) if impl.parallel else 1
     pool = concurrent.futures.ThreadPoolExecutor(n_workers)
     # Set when the caller stops early (Ctrl-C, an error, an abandoned generator), so the
@@ -182,17 +186,11 @@ def iter_population(jobs: Sequence[Job], *, backend: str = "auto",
         futures = [pool.submit(_run_group, impl, g, stop) for g in ordered]
         for future in concurrent.futures.as_completed(futures):
             for member, result in future.result():
-                if member.error is not None:
-                    errors.append(member.error)
-                else:
-                    yield member.index, result
+                yield member.index, member.error if member.error is not None else result
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(threads)
-    if errors:
-        raise RnnlabError(errors[0] if len(errors) == 1
-                          else f"{len(errors)} jobs failed; first: {errors[0]}")
 
 
 def _cpu_count() -> int:
@@ -334,13 +332,15 @@ def _snapshot(member: Member, in_loop: bool) -> Snapshot:
 
 
 def _fail(member: Member, step0: int, value: float) -> None:
-    """The trainer's message for a non-finite loss at (0-based) step ``step0``."""
+    """The trainer's message for a non-finite loss at (0-based) step ``step0``; with a
+    finite ``value``, that step's update made the parameters non-finite."""
     member.stopped = True
     nb = member.schedule.batches_per_epoch
     kept = checkpoint_kept(out_path(member.job), None if member.last is None
                            else member.last.step)
     label = member.job.name or f"job {member.index}"
-    member.error = f"{label}: {nonfinite_message(value, step0 + 1, step0 // nb + 1, kept)}"
+    member.error = NonFiniteError(
+        f"{label}: {nonfinite_message(value, step0 + 1, step0 // nb + 1, kept)}", step=step0 + 1)
 
 
 # ---------------------------------------------------------------------- outputs

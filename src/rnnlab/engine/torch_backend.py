@@ -63,10 +63,13 @@ class TorchBackend:
     def train(self, group: Group, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         state: _GroupState = group.state
         losses = torch.empty(len(group.members), stop - start)
+        # a member's failing step: a non-finite loss, or an update to non-finite parameters
+        bad = torch.zeros(len(group.members), stop - start, dtype=torch.bool)
         for s in range(start, stop):
             losses[:, s - start] = state.step(s)
+            bad[:, s - start] = ~torch.isfinite(state.params).all(dim=1)
         values = losses.numpy()
-        bad = ~np.isfinite(values)
+        bad = bad.numpy() | ~np.isfinite(values)
         failed = np.where(bad.any(axis=1), bad.argmax(axis=1), -1)
         return values, failed
 
@@ -241,10 +244,10 @@ class _GroupState:
         norms = []
         for part in torch.split(g, self.shape.kernel_sizes(), dim=1):
             norm = part.norm(dim=1, keepdim=True)
-            part.mul_((self.clip_per_param / (norm + 1e-6)).clamp(max=1.0))
+            part.mul_(_clip_coef(self.clip_per_param, norm))
             norms.append(part.norm(dim=1, keepdim=True))
         total = torch.cat(norms, dim=1).norm(dim=1, keepdim=True)
-        g.mul_((self.clip_norm / (total + 1e-6)).clamp(max=1.0))
+        g.mul_(_clip_coef(self.clip_norm, total))
 
     def _update(self) -> None:
         self.steps_taken += 1
@@ -266,3 +269,9 @@ class _GroupState:
             p.sub_(self.lr * direction)
         for member in self.members:
             member.step[0] = self.steps_taken
+
+
+def _clip_coef(limit: Tensor, norm: Tensor) -> Tensor:
+    """Each member's scale for its gradient: 1 where clipping is off (``limit`` inf; not
+    inf / inf = nan for an infinite norm, which the trainer, not clipping, never makes)."""
+    return torch.where(torch.isinf(limit), 1.0, (limit / (norm + 1e-6)).clamp(max=1.0))

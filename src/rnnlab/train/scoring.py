@@ -138,7 +138,11 @@ def checkpoint_kept(out_dir: Path | None, written_step: int | None,
 
 
 def nonfinite_message(value: float, step: int, epoch: int, kept: str) -> str:
-    """The one sentence for a loss that became nan/inf at (1-based) ``step`` and ``epoch``."""
-    what = "nan" if math.isnan(value) else "infinite"
-    return (f"loss became {what} at step {step} (epoch {epoch}); {kept}; "
+    """The one sentence for a loss that became nan/inf at (1-based) ``step`` and ``epoch``;
+    with a finite ``value``, that step's update made the parameters non-finite."""
+    if math.isfinite(value):
+        what = "the parameters became non-finite"
+    else:
+        what = f"loss became {'nan' if math.isnan(value) else 'infinite'}"
+    return (f"{what} at step {step} (epoch {epoch}); {kept}; "
             "try a lower learning rate or gradient clipping (clip_norm)")
