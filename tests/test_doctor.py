@@ -17,7 +17,7 @@ from torch import nn
 
 import rnnlab.doctor as doctor
 from rnnlab.cli import cli, main
-from rnnlab.doctor import probes
+from rnnlab.doctor import carry, probes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
 
@@ -67,8 +67,11 @@ def test_state_leak_points_at_the_detach_line():
     assert finding.numbers["kind"] == "repeated"
     assert finding.numbers["how"] == "same storage"
     codes = [loc.code.strip() for loc in finding.where]
-    assert codes[0].startswith("prediction, h_state = rnn(x, h_state)")
+    # the innermost line that hands the state on, then the loop line that holds it
+    assert codes[0].startswith("r_out, h_state = self.rnn(x, h_state)")
+    assert codes[1].startswith("prediction, h_state = rnn(x, h_state)")
     assert any(c.startswith("h_state = h_state.data") for c in codes)
+    assert "`h_state = None`" in finding.fix
 
 
 @pytest.mark.parametrize("script", ["sine_tbptt.py", "lm_tbptt.py"])
@@ -233,12 +236,12 @@ def _chunks(rows: int, start: float):
 
 def test_continuity_tells_stream_from_repeat_from_unrelated():
     a, b = _chunks(4, 0.0), _chunks(4, 3.0)
-    assert probes.continuity(a, b, batch_first=True)[0] == "continuous"
-    assert probes.continuity(a, a.clone(), batch_first=True)[0] == "repeated"
+    assert carry.continuity(a, b, batch_first=True)[0] == "continuous"
+    assert carry.continuity(a, a.clone(), batch_first=True)[0] == "repeated"
     shuffled = b[torch.tensor([2, 3, 0, 1])]
-    assert probes.continuity(a, shuffled, batch_first=True)[0] == "unrelated"
+    assert carry.continuity(a, shuffled, batch_first=True)[0] == "unrelated"
     bits = torch.randint(0, 2, (8, 10, 1), generator=torch.Generator().manual_seed(0)).float()
-    assert probes.continuity(bits, bits.roll(1, 0), batch_first=True)[0] == "undecidable"
+    assert carry.continuity(bits, bits.roll(1, 0), batch_first=True)[0] == "undecidable"
 
 
 def test_memoryless_baseline_counts_what_the_current_input_gives():

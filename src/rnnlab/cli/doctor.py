@@ -79,7 +79,7 @@ def explosion(out: Path, fast: bool, seed: int, epochs: int | None, length: int,
     """SRN on DigitSum with SGD: gradient norms of W, U and b every step, then the same
     run with each parameter's gradient clipped."""
     from rnnlab.doctor.gradients import ExplosionConfig, run_explosion
-    from rnnlab.doctor.runner import check_out_dir
+    from rnnlab.doctor.report_files import check_out_dir
 
     config = ExplosionConfig(length=length, lr=lr, clip=clip, seed=seed,
                              epochs=epochs if epochs is not None else (3 if fast else 50))
@@ -104,7 +104,7 @@ def vanishing(out: Path, fast: bool, seed: int, length: int | None, cells: str,
     """|dL/dh_t| against time step t for each cell at one length, at initialisation and
     after training on DigitSum."""
     from rnnlab.doctor.gradients import VanishingConfig, run_vanishing
-    from rnnlab.doctor.runner import check_out_dir
+    from rnnlab.doctor.report_files import check_out_dir
 
     names = tuple(c.strip() for c in cells.split(",") if c.strip())
     if not names:
@@ -137,7 +137,7 @@ def gates(out: Path, fast: bool, seed: int, length: int | None, epochs: int | No
           sequence: int | None) -> None:
     """Input, forget and output gate activations of an LSTM trained on DigitSum."""
     from rnnlab.doctor.gradients import GatesConfig, run_gates
-    from rnnlab.doctor.runner import check_out_dir
+    from rnnlab.doctor.report_files import check_out_dir
 
     config = GatesConfig(seed=seed, length=length if length is not None else 20,
                          epochs=epochs if epochs is not None else (2 if fast else 60),
