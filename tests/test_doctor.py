@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from torch import nn
 
 import rnnlab.doctor as doctor
+from doctor_corpus_runs import report_of
 from rnnlab.cli import cli, main
 from rnnlab.doctor import carry, probes
 
@@ -31,38 +32,8 @@ def problems(report) -> set[str]:
     return {f.code for f in report.findings if f.is_problem}
 
 
-@pytest.mark.parametrize(("script", "expected", "steps"), [
-    ("burst_leak.py", "state-carried", 20),
-    ("sincos_leak.py", "state-carried", 10),
-    ("pairs_swapped.py", "axes-mixed", 20),
-    ("sincos_stepwise.py", "ignores-past", 20),
-])
-def test_bug_is_flagged(script, expected, steps):
-    report = run(script, steps)
-    assert expected in problems(report), report.format()
-    finding = next(f for f in report.findings if f.code == expected)
-    assert finding.severity == "error"
-    assert finding.where and finding.where[0].file.endswith(script)
-    assert finding.fix
-
-
-@pytest.mark.parametrize(("script", "args"), [
-    ("burst_fixed.py", ()),
-    ("sincos_leak.py", ("--fresh-state",)),
-    ("pairs_fixed.py", ()),
-    ("sincos_fixed.py", ()),
-    ("sine_tbptt.py", ()),
-    ("lm_tbptt.py", ()),
-    ("rnnlab_digitsum.py", ()),
-])
-def test_fixed_script_gets_clean_bill(script, args):
-    report = run(script, 30, args)
-    assert report.healthy, report.format()
-    assert problems(report) == set()
-
-
 def test_state_leak_points_at_the_detach_line():
-    report = run("burst_leak.py", 5)
+    report = report_of("burst_leak.py")
     finding = next(f for f in report.findings if f.code == "state-carried")
     assert finding.numbers["kind"] == "repeated"
     assert finding.numbers["how"] == "same storage"
@@ -74,32 +45,76 @@ def test_state_leak_points_at_the_detach_line():
     assert "`h_state = None`" in finding.fix
 
 
-@pytest.mark.parametrize("script", ["sine_tbptt.py", "lm_tbptt.py"])
-def test_truncated_bptt_is_recognised_not_flagged(script):
-    report = run(script, 30)
+def test_state_in_the_module_is_named_as_the_script_names_it():
+    finding = next(f for f in report_of("module_hidden_leak.py").findings
+                   if f.code == "state-carried")
+    assert finding.where[0].code.strip().startswith("out, self.hidden = self.lstm(")
+    assert "`self.hidden`" in finding.fix and "`model.hidden = None`" in finding.fix
+    assert finding.numbers["evidence"] == "per-sequence-target"
+
+
+@pytest.mark.parametrize(("label", "evidence"), [
+    ("sincos_leak.py", "shuffled"), ("loader_shuffle_leak.py", "shuffled"),
+    ("lstmcell_leak.py", "shuffled"), ("module_hidden_leak.py", "per-sequence-target"),
+])
+def test_leak_decisions_are_errors_with_their_evidence(label, evidence):
+    finding = next(f for f in report_of(label).findings if f.code == "state-carried")
+    assert finding.severity == "error" and finding.numbers["kind"] == "unrelated"
+    assert finding.numbers["evidence"] == evidence
+
+
+@pytest.mark.parametrize("label", ["sine_tbptt.py", "lm_tbptt.py", "charrnn_onehot_tbptt.py",
+                                   "embedded_tbptt.py"])
+def test_truncated_bptt_is_recognised_not_flagged(label):
+    report = report_of(label)
     assert "state-carried" not in report.codes()
     note = next(n for n in report.notes if n.code == "truncated-bptt")
     assert note.numbers["kind"] == "continuous"
 
 
 def test_rnnlab_recurrent_layer_is_watched():
-    report = run("rnnlab_digitsum.py", 12)
+    report = report_of("rnnlab_digitsum.py")
     assert report.modules == ["Recurrent('lstm', 32, 32, backend='python')"]
     assert {n.code for n in report.notes} >= {"axes", "uses-past", "gradient-through-time"}
 
 
-def test_leak_between_independent_minibatches_is_unrelated():
-    report = run("sincos_leak.py", 6)
-    finding = next(f for f in report.findings if f.code == "state-carried")
-    assert finding.numbers["kind"] == "unrelated"
-    assert any(loc.code.strip() == "h = h.detach()" for loc in finding.where)
+def test_lstm_cells_in_a_loop_are_watched_and_checked():
+    report = report_of("lstmcell_loop.py")
+    assert report.modules == ["LSTMCell(1, 32)"]
+    assert {n.code for n in report.notes} >= {"axes", "uses-past", "gradient-through-time"}
+    assert "checked: sequences of a batch are independent" in report.format()
 
 
 def test_axes_mixed_names_batch_first():
-    report = run("pairs_swapped.py", 10)
-    finding = next(f for f in report.findings if f.code == "axes-mixed")
+    finding = next(f for f in report_of("pairs_swapped.py").findings if f.code == "axes-mixed")
     assert "batch_first" in finding.evidence and "batch_first=True" in finding.fix
     assert 0 < finding.numbers["share"] <= 1
+
+
+def test_unbatched_input_gets_its_own_cause_and_fix():
+    finding = next(f for f in report_of("unbatched_2d.py").findings if f.code == "axes-mixed")
+    assert "2-D input (32, 6)" in finding.evidence and "unbatched" in finding.evidence
+    assert "transpose" not in finding.fix and "(num_layers, N, H)" in finding.fix
+
+
+def test_axes_mixed_in_the_data_points_at_the_view():
+    finding = next(f for f in report_of("data_view_scrambled.py").findings
+                   if f.code == "axes-mixed-in-data")
+    assert any("inputs.view(length, -1, 1)" in loc.code for loc in finding.where)
+    n = finding.numbers
+    assert n["step_along_time_other_layout"] < 0.4 * n["step_along_time"]
+
+
+def test_long_lstm_at_initialisation_is_not_a_vanishing_gradient():
+    report = report_of("classifier_lstm.py")
+    note = next(n for n in report.notes if n.code == "gradient-through-time")
+    assert note.numbers["steps"] == 60 and note.numbers["cell"] == "lstm"
+    assert note.numbers["ratio"] < 1e-3 and "fresh_ratio" in note.numbers
+
+
+def test_lbfgs_steps_are_counted_once_per_step():
+    report = report_of("lbfgs_regressor.py")
+    assert report.steps == 20 and report.stopped == "the script finished"
 
 
 def test_budget_stops_the_script_and_counts_steps():

@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+_BORN = time.perf_counter()
 GRACE = 1.0  # seconds a stopped script gets to unwind before the watchdog steps in
 INJECT = 2.0  # seconds of injections before the watchdog gives up on the main thread
 
@@ -72,13 +73,19 @@ class _Finish:
         from rnnlab.io import atomic_write_json
 
         self.watcher.remove()
+        began = time.perf_counter()
         path = Path(self.spec["script"])
         report = diagnose(self.watcher.obs, path.name, stopped=stopped,
                           budget_stopped=bool(self.watcher.stopped))
         if error is not None:
             report.findings.insert(0, script_error(error, path))
+        diagnosed = time.perf_counter()
         if self.spec.get("out"):
             write(report, self.spec["out"])
+        report.timings = {"doctor_start": round(self.watcher._start - _BORN, 3),
+                          "script": round(self.watcher.obs.seconds, 3),
+                          "diagnosis": round(diagnosed - began, 3),
+                          "plots": round(time.perf_counter() - diagnosed, 3)}
         atomic_write_json(self.spec["result"], report.to_dict())
 
 
@@ -137,7 +144,7 @@ def main(spec_path: str) -> None:
         if os.getpid() != doctor_pid:
             finish.real_exit(code)
         finish(f"the script called os._exit({code})",
-               SystemExit(code) if code else None, code=0)
+               SystemExit(f"os._exit({code})") if code else None, code=0)
 
     doctor_pid = os.getpid()
     os._exit = exit_now

@@ -180,10 +180,11 @@ def _carry_lines(carry: StateCarry) -> tuple[list[Location], str]:
     if holder and 0 < frame < len(carry.where):
         where.append(carry.where[frame])
     detach: list[Location] = []
-    if holder and where:
+    names = [n.strip() for n in holder.strip("()[] ").split(",")] if holder else []
+    if names and where:
         files = dict.fromkeys(loc.file for loc in carry.where)
         for file in files:
-            detach += assignment_lines(file, holder, r"\.data\b|detach|repackage")
+            detach += assignment_lines(file, names[0], r"\.data\b|detach|repackage")
     where += [d for d in detach[:2] if all(d.line != w.line or d.file != w.file
                                            for w in where)]
     if not holder:
@@ -202,6 +203,10 @@ def _carry_lines(carry: StateCarry) -> tuple[list[Location], str]:
                     "from None)")
         return where, (f"The state lives in the module as `{holder}`, so it survives from one "
                        f"batch to the next: {how}{in_place}.")
+    if len(names) > 1:
+        return where, ("Start every batch of independent sequences from a fresh state: set "
+                       + " and ".join(f"`{n}`" for n in names) + " to zeros (or pass None) "
+                       f"at the start of each batch{in_place}.")
     return where, (f"Start every batch of independent sequences from a fresh state: "
                    f"`{holder} = None` (or zeros) at the start of each batch{in_place}.")
 

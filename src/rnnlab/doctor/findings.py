@@ -67,6 +67,7 @@ class Report:
     series: dict[str, Any] = field(default_factory=dict)
     plots: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0  # the whole run, child process and diagnosis included
+    timings: dict[str, float] = field(default_factory=dict)  # where that time went
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
