@@ -28,7 +28,7 @@ def step():
 """
 
 
-def _run(tmp_path, body: str, seconds: float = 3.0, steps: int = 10_000):
+def _run(tmp_path, body: str, seconds: float = 20.0, steps: int = 10_000):
     script = tmp_path / "hostile.py"
     script.write_text(TRAIN + body)
     start = time.perf_counter()
@@ -104,7 +104,8 @@ def test_os_exit_with_a_code_is_a_script_error_with_the_diagnosis(tmp_path):
 
 
 def test_a_process_that_kills_itself_gets_a_report(tmp_path):
-    report, _ = _run(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    report, _ = _run(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+                     seconds=20)
     assert report.codes() == ["not-diagnosed"] and "SIGKILL" in report.stopped
 
 
