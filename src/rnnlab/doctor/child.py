@@ -27,7 +27,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-_BORN = time.perf_counter()
 GRACE = 1.0  # seconds a stopped script gets to unwind before the watchdog steps in
 INJECT = 2.0  # seconds of injections before the watchdog gives up on the main thread
 
@@ -82,7 +81,9 @@ class _Finish:
         diagnosed = time.perf_counter()
         if self.spec.get("out"):
             write(report, self.spec["out"])
-        report.timings = {"doctor_start": round(self.watcher._start - _BORN, 3),
+        started = self.spec.get("spawned", time.time())
+        script_began = time.time() - (time.perf_counter() - self.watcher._start)
+        report.timings = {"doctor_start": round(script_began - started, 3),
                           "script": round(self.watcher.obs.seconds, 3),
                           "diagnosis": round(diagnosed - began, 3),
                           "plots": round(time.perf_counter() - diagnosed, 3)}

@@ -55,6 +55,7 @@ def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps
         result = Path(tmp) / "report.json"
         spec = {"script": str(path), "args": list(args), "max_steps": max_steps,
                 "max_seconds": max_seconds, "quiet": quiet, "result": str(result),
+                "spawned": time.time(),
                 "out": str(Path(out).resolve()) if out is not None else None}
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
