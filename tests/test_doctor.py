@@ -296,3 +296,45 @@ def test_run_script_leaves_the_process_as_it_found_it(tmp_path, monkeypatch):
     assert (F.cross_entropy, torch.Tensor.backward, sys.argv[:], sys.path[:],
             signal.getsignal(signal.SIGALRM)) == before
     assert "MPLBACKEND" not in os.environ
+
+
+class LastStep(nn.Module):
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+        self.head = nn.Linear(rnn.hidden_size, 2)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def _last_step_check(rnn: nn.Module):
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 40, 3, generator=g), torch.randint(0, 2, (8,), generator=g)
+    return doctor.check(LastStep(rnn), (x, y), nn.functional.cross_entropy)
+
+
+@pytest.mark.parametrize("cls", [nn.RNN, nn.LSTM, nn.GRU])
+def test_fresh_cells_over_40_steps_are_normal(cls):
+    torch.manual_seed(0)
+    report = _last_step_check(cls(3, 16, batch_first=True))
+    assert "vanishing-gradient" not in report.codes(), report.format()
+    note = next(n for n in report.notes if n.code == "gradient-through-time")
+    assert note.numbers["fresh_ratio"] > 0
+
+
+def test_vanishing_far_beyond_a_fresh_twin_is_flagged_with_advice_for_the_cell():
+    torch.manual_seed(0)
+    srn = nn.RNN(3, 16, batch_first=True)
+    lstm = nn.LSTM(3, 16, batch_first=True)
+    with torch.no_grad():
+        srn.weight_hh_l0.mul_(0.02)  # a recurrence that forgets at once
+        lstm.bias_ih_l0[16:32].fill_(-12.0)  # the forget gate shut
+        lstm.bias_hh_l0[16:32].fill_(-12.0)
+    srn_finding = next(f for f in _last_step_check(srn).findings
+                       if f.code == "vanishing-gradient")
+    assert "LSTM or GRU" in srn_finding.fix
+    assert srn_finding.numbers["ratio"] < srn_finding.numbers["fresh_ratio"] / 1e3
+    lstm_finding = next(f for f in _last_step_check(lstm).findings
+                        if f.code == "vanishing-gradient")
+    assert "Use an LSTM" not in lstm_finding.fix and "forget-gate" in lstm_finding.fix

@@ -24,10 +24,10 @@ class Location:
     code: str = ""
 
     def __str__(self) -> str:
-        return f"{_short(self.file)}:{self.line}" + (f"  {self.code.strip()}" if self.code else "")
+        return f"{short_path(self.file)}:{self.line}" + (f"  {self.code.strip()}" if self.code else "")
 
 
-def _short(path: str) -> str:
+def short_path(path: str) -> str:
     """The path relative to the working directory when it lies inside it."""
     try:
         rel = os.path.relpath(path)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rnnlab.doctor.findings import Finding, Report
+from rnnlab.doctor.findings import Finding, Report, short_path
 from rnnlab.doctor.report_files import check_out_dir, write
 from rnnlab.errors import check
 
@@ -72,6 +72,7 @@ def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps
             if out is not None:
                 write(report, out)
     report.wall_seconds = round(seconds, 3)
+    report.plots = [short_path(p) for p in report.plots]
     return report
 
 
