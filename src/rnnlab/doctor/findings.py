@@ -24,7 +24,8 @@ class Location:
     code: str = ""
 
     def __str__(self) -> str:
-        return f"{short_path(self.file)}:{self.line}" + (f"  {self.code.strip()}" if self.code else "")
+        code = f"  {self.code.strip()}" if self.code else ""
+        return f"{short_path(self.file)}:{self.line}{code}"
 
 
 def short_path(path: str) -> str:
