@@ -55,7 +55,10 @@ def write(report: Report, out: str | os.PathLike) -> Report:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = {}
-    profiles = report.series.get("state_gradients") or []
+    profiles = list(report.series.get("state_gradients") or [])
+    if report.series.get("state_gradients_fresh") and profiles:
+        profiles.append({"norms": report.series["state_gradients_fresh"],
+                         "label": "a freshly initialised twin, last batch"})
     if profiles:
         figures["state_gradients.png"] = plots.state_gradients(profiles)
     if report.series.get("grad_norms"):
