@@ -38,6 +38,21 @@ def _python_with_torch() -> float:
     return time.perf_counter() - start
 
 
+def markdown(rows: list[dict], summary: dict) -> str:
+    """The corpus table of docs/doctor.md."""
+    lines = ["| script | must get | the doctor says | alone | under the doctor |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| `{r['case']}` | {r['expect']} | {r['got']}"
+                     f"{'' if r['ok'] else ' **(wrong)**'} | {r['alone_s']:.1f} s | "
+                     f"{r['doctor_s']:.1f} s |")
+    lines.append(f"| **all {len(rows)}** | {summary['buggy']} bugs, {summary['clean']} correct "
+                 f"| detection {summary['detection_rate']:.0%}, false alarms "
+                 f"{summary['false_alarm_rate']:.0%} | {summary['alone_s']:.0f} s | "
+                 f"{summary['doctor_s']:.0f} s ({summary['overhead']:.2f}x) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="only the cases whose label has one of these")
@@ -84,6 +99,7 @@ def main() -> None:
           f"hooks {parts['script']:.1f} s (their own work alone: {work:.1f} s, "
           f"{summary['hooks_overhead']:.2f}x), diagnosis {parts['diagnosis']:.1f} s, "
           f"plots {parts['plots']:.1f} s")
+    print("\n" + markdown(rows, summary) + "\n")
     atomic_write_json(opts.out, {"cpu": cpu, "vector": vector, "summary": summary,
                                  "rows": rows})
     print(f"wrote {opts.out}")
