@@ -10,7 +10,8 @@ script does not unwind; and if the script survives even that, the watchdog diagn
 from what was recorded and exits. The parent (:mod:`rnnlab.doctor.runner`) kills the
 whole process group if all of this fails.
 
-Started as ``python -m rnnlab.doctor.child SPEC.json``.
+Started as ``python -m rnnlab.doctor.child SPEC.json``, or forked from the doctor's
+process and entered at :func:`main`.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def _on_alarm(signum: int, frame: Any) -> None:
 
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    os.environ["MPLBACKEND"] = os.environ.get("MPLBACKEND", "Agg")
     if spec.get("quiet"):
         os.dup2(2, 1)  # the script's prints, even from C or a forked child, go to stderr
     from rnnlab.doctor.records import BudgetSpent

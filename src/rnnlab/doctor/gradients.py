@@ -374,7 +374,7 @@ def _telling_sequence(inputs: Tensor) -> int:
 
 def _lstm_input(model: nn.Module, tokens: Tensor) -> Tensor:
     """What the model's recurrent layer receives for ``tokens`` (the embeddings)."""
-    from rnnlab.doctor.hooks import is_recurrent
+    from rnnlab.doctor.records import is_recurrent
 
     seen: list[Tensor] = []
 

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,11 +60,9 @@ def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps
                 "out": str(Path(out).resolve()) if out is not None else None}
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
-        env = {**os.environ, "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg")}
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "rnnlab.doctor.child", str(spec_path)],
-                                start_new_session=True, env=env)
-        status, killed = _wait(proc, max_seconds + HARD_MARGIN)
+        pid = _start(spec_path)
+        status, killed = _wait(pid, max_seconds + HARD_MARGIN)
         seconds = time.perf_counter() - start
         if result.is_file():
             report = Report.from_dict(json.loads(result.read_text(encoding="utf-8")))
@@ -76,14 +75,40 @@ def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps
     return report
 
 
-def _wait(proc: subprocess.Popen, limit: float) -> tuple[int, bool]:
+def _start(spec_path: Path) -> int:
+    """Start the child in a new session (its own process group) and return its pid.
+
+    Forked from this process when that is safe (POSIX, no other thread that could hold
+    a lock across the fork): torch and the doctor are already imported, so the child
+    starts at once. Otherwise a fresh interpreter (``python -m rnnlab.doctor.child``)
+    pays the imports again.
+    """
+    if hasattr(os, "fork") and threading.active_count() == 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            try:
+                os.setsid()
+                from rnnlab.doctor import child
+
+                child.main(str(spec_path))
+            finally:
+                os._exit(3)
+        return pid
+    env = {**os.environ, "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg")}
+    return subprocess.Popen([sys.executable, "-m", "rnnlab.doctor.child", str(spec_path)],
+                            start_new_session=True, env=env).pid
+
+
+def _wait(pid: int, limit: float) -> tuple[int, bool]:
     """Wait for the child, at most ``limit`` seconds; then end its whole process group
     (forked children, threads), and reap it. Returns (exit status, killed)."""
     deadline = time.perf_counter() + limit
     killed = False
     try:
         while True:
-            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             if info is not None and info.si_pid:
                 break
             if time.perf_counter() > deadline:
@@ -93,11 +118,11 @@ def _wait(proc: subprocess.Popen, limit: float) -> tuple[int, bool]:
     finally:
         # The child is a zombie or still running, so its group id cannot be reused yet.
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        proc.wait()
-    return proc.returncode, killed
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), killed
 
 
 def _no_report(path: Path, status: int, killed: bool, seconds: float,
