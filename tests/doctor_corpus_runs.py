@@ -1,10 +1,10 @@
 """The doctor's corpus (tests/fixtures/doctor), run once per test session and shared by
-the tests that read its reports. The cases run side by side in child processes."""
+the tests that read its reports. Run one after the other from the main thread, each
+case's child is forked with torch already loaded."""
 
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rnnlab.doctor import run_script
@@ -24,8 +24,7 @@ def _run(case: Case) -> Report:
 def corpus_reports() -> dict[str, tuple[Case, Report]]:
     """Every case's report, by label (``sincos_leak.py --fresh-state``)."""
     all_cases = cases(FIXTURES)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        reports = list(pool.map(_run, all_cases))
+    reports = [_run(case) for case in all_cases]
     return {case.label: (case, report) for case, report in zip(all_cases, reports, strict=True)}
 
 
