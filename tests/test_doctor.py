@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from torch import nn
 
 import rnnlab.doctor as doctor
+from doctor_corpus_runs import report_of
 from rnnlab.cli import cli, main
-from rnnlab.doctor import probes
+from rnnlab.doctor import carry, probes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
 
@@ -31,72 +32,89 @@ def problems(report) -> set[str]:
     return {f.code for f in report.findings if f.is_problem}
 
 
-@pytest.mark.parametrize(("script", "expected", "steps"), [
-    ("burst_leak.py", "state-carried", 20),
-    ("sincos_leak.py", "state-carried", 10),
-    ("pairs_swapped.py", "axes-mixed", 20),
-    ("sincos_stepwise.py", "ignores-past", 20),
-])
-def test_bug_is_flagged(script, expected, steps):
-    report = run(script, steps)
-    assert expected in problems(report), report.format()
-    finding = next(f for f in report.findings if f.code == expected)
-    assert finding.severity == "error"
-    assert finding.where and finding.where[0].file.endswith(script)
-    assert finding.fix
-
-
-@pytest.mark.parametrize(("script", "args"), [
-    ("burst_fixed.py", ()),
-    ("sincos_leak.py", ("--fresh-state",)),
-    ("pairs_fixed.py", ()),
-    ("sincos_fixed.py", ()),
-    ("sine_tbptt.py", ()),
-    ("lm_tbptt.py", ()),
-    ("rnnlab_digitsum.py", ()),
-])
-def test_fixed_script_gets_clean_bill(script, args):
-    report = run(script, 30, args)
-    assert report.healthy, report.format()
-    assert problems(report) == set()
-
-
 def test_state_leak_points_at_the_detach_line():
-    report = run("burst_leak.py", 5)
+    report = report_of("burst_leak.py")
     finding = next(f for f in report.findings if f.code == "state-carried")
     assert finding.numbers["kind"] == "repeated"
     assert finding.numbers["how"] == "same storage"
     codes = [loc.code.strip() for loc in finding.where]
-    assert codes[0].startswith("prediction, h_state = rnn(x, h_state)")
+    # the innermost line that hands the state on, then the loop line that holds it
+    assert codes[0].startswith("r_out, h_state = self.rnn(x, h_state)")
+    assert codes[1].startswith("prediction, h_state = rnn(x, h_state)")
     assert any(c.startswith("h_state = h_state.data") for c in codes)
+    assert "`h_state = None`" in finding.fix
 
 
-@pytest.mark.parametrize("script", ["sine_tbptt.py", "lm_tbptt.py"])
-def test_truncated_bptt_is_recognised_not_flagged(script):
-    report = run(script, 30)
+def test_state_in_the_module_is_named_as_the_script_names_it():
+    finding = next(f for f in report_of("module_hidden_leak.py").findings
+                   if f.code == "state-carried")
+    assert finding.where[0].code.strip().startswith("out, self.hidden = self.lstm(")
+    assert "`self.hidden`" in finding.fix and "`model.hidden = None`" in finding.fix
+    assert finding.numbers["evidence"] == "per-sequence-target"
+
+
+@pytest.mark.parametrize(("label", "evidence"), [
+    ("sincos_leak.py", "shuffled"), ("loader_shuffle_leak.py", "shuffled"),
+    ("lstmcell_leak.py", "shuffled"), ("module_hidden_leak.py", "per-sequence-target"),
+])
+def test_leak_decisions_are_errors_with_their_evidence(label, evidence):
+    finding = next(f for f in report_of(label).findings if f.code == "state-carried")
+    assert finding.severity == "error" and finding.numbers["kind"] == "unrelated"
+    assert finding.numbers["evidence"] == evidence
+
+
+@pytest.mark.parametrize("label", ["sine_tbptt.py", "lm_tbptt.py", "charrnn_onehot_tbptt.py",
+                                   "embedded_tbptt.py"])
+def test_truncated_bptt_is_recognised_not_flagged(label):
+    report = report_of(label)
     assert "state-carried" not in report.codes()
     note = next(n for n in report.notes if n.code == "truncated-bptt")
     assert note.numbers["kind"] == "continuous"
 
 
 def test_rnnlab_recurrent_layer_is_watched():
-    report = run("rnnlab_digitsum.py", 12)
+    report = report_of("rnnlab_digitsum.py")
     assert report.modules == ["Recurrent('lstm', 32, 32, backend='python')"]
     assert {n.code for n in report.notes} >= {"axes", "uses-past", "gradient-through-time"}
 
 
-def test_leak_between_independent_minibatches_is_unrelated():
-    report = run("sincos_leak.py", 6)
-    finding = next(f for f in report.findings if f.code == "state-carried")
-    assert finding.numbers["kind"] == "unrelated"
-    assert any(loc.code.strip() == "h = h.detach()" for loc in finding.where)
+def test_lstm_cells_in_a_loop_are_watched_and_checked():
+    report = report_of("lstmcell_loop.py")
+    assert report.modules == ["LSTMCell(1, 32)"]
+    assert {n.code for n in report.notes} >= {"axes", "uses-past", "gradient-through-time"}
+    assert "checked: sequences of a batch are independent" in report.format()
 
 
 def test_axes_mixed_names_batch_first():
-    report = run("pairs_swapped.py", 10)
-    finding = next(f for f in report.findings if f.code == "axes-mixed")
+    finding = next(f for f in report_of("pairs_swapped.py").findings if f.code == "axes-mixed")
     assert "batch_first" in finding.evidence and "batch_first=True" in finding.fix
     assert 0 < finding.numbers["share"] <= 1
+
+
+def test_unbatched_input_gets_its_own_cause_and_fix():
+    finding = next(f for f in report_of("unbatched_2d.py").findings if f.code == "axes-mixed")
+    assert "2-D input (32, 6)" in finding.evidence and "unbatched" in finding.evidence
+    assert "transpose" not in finding.fix and "(num_layers, N, H)" in finding.fix
+
+
+def test_axes_mixed_in_the_data_points_at_the_view():
+    finding = next(f for f in report_of("data_view_scrambled.py").findings
+                   if f.code == "axes-mixed-in-data")
+    assert any("inputs.view(length, -1, 1)" in loc.code for loc in finding.where)
+    n = finding.numbers
+    assert n["step_along_time_other_layout"] < 0.4 * n["step_along_time"]
+
+
+def test_long_lstm_at_initialisation_is_not_a_vanishing_gradient():
+    report = report_of("classifier_lstm.py")
+    note = next(n for n in report.notes if n.code == "gradient-through-time")
+    assert note.numbers["steps"] == 60 and note.numbers["cell"] == "lstm"
+    assert note.numbers["ratio"] < 1e-3 and "fresh_ratio" in note.numbers
+
+
+def test_lbfgs_steps_are_counted_once_per_step():
+    report = report_of("lbfgs_regressor.py")
+    assert report.steps == 20 and report.stopped == "the script finished"
 
 
 def test_budget_stops_the_script_and_counts_steps():
@@ -233,12 +251,12 @@ def _chunks(rows: int, start: float):
 
 def test_continuity_tells_stream_from_repeat_from_unrelated():
     a, b = _chunks(4, 0.0), _chunks(4, 3.0)
-    assert probes.continuity(a, b, batch_first=True)[0] == "continuous"
-    assert probes.continuity(a, a.clone(), batch_first=True)[0] == "repeated"
+    assert carry.continuity(a, b, batch_first=True)[0] == "continuous"
+    assert carry.continuity(a, a.clone(), batch_first=True)[0] == "repeated"
     shuffled = b[torch.tensor([2, 3, 0, 1])]
-    assert probes.continuity(a, shuffled, batch_first=True)[0] == "unrelated"
+    assert carry.continuity(a, shuffled, batch_first=True)[0] == "unrelated"
     bits = torch.randint(0, 2, (8, 10, 1), generator=torch.Generator().manual_seed(0)).float()
-    assert probes.continuity(bits, bits.roll(1, 0), batch_first=True)[0] == "undecidable"
+    assert carry.continuity(bits, bits.roll(1, 0), batch_first=True)[0] == "undecidable"
 
 
 def test_memoryless_baseline_counts_what_the_current_input_gives():
@@ -278,3 +296,45 @@ def test_run_script_leaves_the_process_as_it_found_it(tmp_path, monkeypatch):
     assert (F.cross_entropy, torch.Tensor.backward, sys.argv[:], sys.path[:],
             signal.getsignal(signal.SIGALRM)) == before
     assert "MPLBACKEND" not in os.environ
+
+
+class LastStep(nn.Module):
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+        self.head = nn.Linear(rnn.hidden_size, 2)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def _last_step_check(rnn: nn.Module):
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 40, 3, generator=g), torch.randint(0, 2, (8,), generator=g)
+    return doctor.check(LastStep(rnn), (x, y), nn.functional.cross_entropy)
+
+
+@pytest.mark.parametrize("cls", [nn.RNN, nn.LSTM, nn.GRU])
+def test_fresh_cells_over_40_steps_are_normal(cls):
+    torch.manual_seed(0)
+    report = _last_step_check(cls(3, 16, batch_first=True))
+    assert "vanishing-gradient" not in report.codes(), report.format()
+    note = next(n for n in report.notes if n.code == "gradient-through-time")
+    assert note.numbers["fresh_ratio"] > 0
+
+
+def test_vanishing_far_beyond_a_fresh_twin_is_flagged_with_advice_for_the_cell():
+    torch.manual_seed(0)
+    srn = nn.RNN(3, 16, batch_first=True)
+    lstm = nn.LSTM(3, 16, batch_first=True)
+    with torch.no_grad():
+        srn.weight_hh_l0.mul_(0.02)  # a recurrence that forgets at once
+        lstm.bias_ih_l0[16:32].fill_(-12.0)  # the forget gate shut
+        lstm.bias_hh_l0[16:32].fill_(-12.0)
+    srn_finding = next(f for f in _last_step_check(srn).findings
+                       if f.code == "vanishing-gradient")
+    assert "LSTM or GRU" in srn_finding.fix
+    assert srn_finding.numbers["ratio"] < srn_finding.numbers["fresh_ratio"] / 1e3
+    lstm_finding = next(f for f in _last_step_check(lstm).findings
+                        if f.code == "vanishing-gradient")
+    assert "Use an LSTM" not in lstm_finding.fix and "forget-gate" in lstm_finding.fix

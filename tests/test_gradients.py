@@ -9,7 +9,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rnnlab.cells.lstm import lstm_step
 from rnnlab.cli import cli
 from rnnlab.doctor import gradients
 from rnnlab.io import read_csv
@@ -50,7 +49,7 @@ def test_vanishing_srn_against_lstm_and_residual_at_length_50(tmp_path):
     assert (tmp_path / "vanishing.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_gate_recomputation_matches_the_cell_step():
+def test_recorded_gates_are_the_ones_torch_lstmcell_computes():
     torch.manual_seed(0)
     cell = torch.nn.LSTMCell(4, 6)
     weights = {k: getattr(cell, k).detach() for k in ("weight_ih", "weight_hh", "bias_ih",
@@ -58,10 +57,16 @@ def test_gate_recomputation_matches_the_cell_step():
     x = torch.randn(7, 4)
     gates = gradients.lstm_gates(weights, x)
     h = c = torch.zeros(1, 6)
-    for t in range(7):
-        h, c = lstm_step(x[t:t + 1], (h, c), **weights)
-        torch.testing.assert_close(gates["h"][:, t], h[0], rtol=0, atol=1e-6)
-        torch.testing.assert_close(gates["c"][:, t], c[0], rtol=0, atol=1e-6)
+    with torch.no_grad():
+        for t in range(7):
+            c_prev = c
+            h, c = cell(x[t:t + 1], (h, c))  # torch's own kernel, not rnnlab's cell
+            torch.testing.assert_close(gates["h"][:, t], h[0], rtol=0, atol=1e-6)
+            torch.testing.assert_close(gates["c"][:, t], c[0], rtol=0, atol=1e-6)
+            i, f, g, o = (gates[k][:, t] for k in "ifgo")
+            # the recorded activations are the gates: they rebuild c and h
+            torch.testing.assert_close(f * c_prev[0] + i * g, c[0], rtol=0, atol=1e-6)
+            torch.testing.assert_close(o * torch.tanh(c[0]), h[0], rtol=0, atol=1e-6)
     assert gates["f"].shape == (6, 7)
     assert float(gates["f"].min()) > 0 and float(gates["f"].max()) < 1
 

@@ -26,14 +26,17 @@ def doctor(script: Path, args: tuple[str, ...], out: Path | None, max_steps: int
            max_seconds: float, as_json: bool) -> None:
     """Run SCRIPT [ARGS...] under observation and diagnose why its RNN does not learn.
 
-    The script runs unmodified, in this process, for at most --max-steps optimizer
-    steps or --max-seconds seconds. Every torch.nn.RNN/LSTM/GRU (and rnnlab layer) and
-    every optimizer step is watched. Checks: a state carried across batches (or
-    deliberate truncated BPTT), batch and time axes mixed, a model that ignores the
-    past, vanishing or exploding gradients through time, non-finite losses.
+    The script runs unmodified, in a child process the doctor owns and always stops,
+    for at most --max-steps optimizer steps or --max-seconds seconds (a finite
+    number). Every torch.nn.RNN/LSTM/GRU, RNNCell/LSTMCell/GRUCell (and rnnlab layer
+    and cell) and every optimizer step is watched. Checks: a state carried across
+    batches (or deliberate truncated BPTT), batch and time axes mixed in the model or
+    in the data, a model that ignores the past, vanishing or exploding gradients
+    through time, non-finite losses.
 
-    Exit code 0 for a clean bill of health, 1 when something needs fixing. Put
-    options of the script that share a name with the doctor's after `--`.
+    Exit code 0 only when the script was watched and is healthy, 1 when something
+    needs fixing or nothing could be checked. Put options of the script that share a
+    name with the doctor's after `--`.
     """
     from rnnlab.doctor import run_script
 
@@ -44,7 +47,8 @@ def doctor(script: Path, args: tuple[str, ...], out: Path | None, max_steps: int
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         click.echo(report.format())
-        click.echo(f"findings: {out / 'findings.json'}")
+        click.echo(f"findings: {out / 'findings.json'} (the doctor took "
+                   f"{report.wall_seconds:.1f} s in all)")
     if not report.healthy:
         raise click.exceptions.Exit(1)
 
@@ -79,7 +83,7 @@ def explosion(out: Path, fast: bool, seed: int, epochs: int | None, length: int,
     """SRN on DigitSum with SGD: gradient norms of W, U and b every step, then the same
     run with each parameter's gradient clipped."""
     from rnnlab.doctor.gradients import ExplosionConfig, run_explosion
-    from rnnlab.doctor.runner import check_out_dir
+    from rnnlab.doctor.report_files import check_out_dir
 
     config = ExplosionConfig(length=length, lr=lr, clip=clip, seed=seed,
                              epochs=epochs if epochs is not None else (3 if fast else 50))
@@ -104,7 +108,7 @@ def vanishing(out: Path, fast: bool, seed: int, length: int | None, cells: str,
     """|dL/dh_t| against time step t for each cell at one length, at initialisation and
     after training on DigitSum."""
     from rnnlab.doctor.gradients import VanishingConfig, run_vanishing
-    from rnnlab.doctor.runner import check_out_dir
+    from rnnlab.doctor.report_files import check_out_dir
 
     names = tuple(c.strip() for c in cells.split(",") if c.strip())
     if not names:
@@ -137,7 +141,7 @@ def gates(out: Path, fast: bool, seed: int, length: int | None, epochs: int | No
           sequence: int | None) -> None:
     """Input, forget and output gate activations of an LSTM trained on DigitSum."""
     from rnnlab.doctor.gradients import GatesConfig, run_gates
-    from rnnlab.doctor.runner import check_out_dir
+    from rnnlab.doctor.report_files import check_out_dir
 
     config = GatesConfig(seed=seed, length=length if length is not None else 20,
                          epochs=epochs if epochs is not None else (2 if fast else 60),

@@ -24,9 +24,11 @@ from torch import Tensor, nn
 
 from rnnlab.doctor.diagnose import diagnose
 from rnnlab.doctor.findings import Finding, Location, Report
-from rnnlab.doctor.hooks import BudgetSpent, RootCall, Watcher
 from rnnlab.doctor.probes import primary
-from rnnlab.doctor.runner import run_script, write
+from rnnlab.doctor.records import BudgetSpent, RootCall
+from rnnlab.doctor.report_files import write
+from rnnlab.doctor.runner import run_script
+from rnnlab.doctor.watcher import Watcher
 
 __all__ = ["Doctor", "Finding", "Location", "Report", "check", "run_script", "watch"]
 
@@ -74,6 +76,7 @@ def check(model: nn.Module, batch: Any, loss_fn: Callable[..., Tensor] | None = 
         for p, grad in saved.items():
             p.grad = grad
     root = watcher.obs.root or RootCall(model, (inputs,), {}, model, None, True, 0, [])
+    watcher.obs.step_started = True  # one backward pass, no optimizer: zero steps
     report = diagnose(watcher.obs, type(model).__name__, batch_dim=batch_dim, root=root,
                       stopped="one batch, one backward pass")
     report.steps = 0
@@ -117,7 +120,8 @@ class Doctor:
         assert watcher is not None
         watcher.remove()
         stopped = watcher.stopped if exc_type is BudgetSpent else "the loop finished"
-        self.report = diagnose(watcher.obs, "training loop", stopped=stopped)
+        self.report = diagnose(watcher.obs, "training loop", stopped=stopped,
+                               budget_stopped=exc_type is BudgetSpent)
         if self.out is not None:
             write(self.report, self.out)
         return exc_type is BudgetSpent

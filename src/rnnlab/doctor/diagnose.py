@@ -10,40 +10,75 @@ checked and found fine is listed as notes.
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
 from typing import Any
 
-from rnnlab.doctor import probes
+from rnnlab.doctor import carry as carries
+from rnnlab.doctor import probes, replay
 from rnnlab.doctor.findings import Finding, Location, Report
-from rnnlab.doctor.hooks import Observations, RootCall, state_grad_norms
+from rnnlab.doctor.records import Observations, RootCall, StateCarry
+from rnnlab.doctor.source import assignment_lines, call_argument, callee_object, defines
 
 VANISHING = 1e-6  # |dL/dh_0| / |dL/dh_last| below this: no learning signal reaches the start
 EXPLODING = 1e6  # ... above this: the start of the sequence dominates every update
+ABNORMAL = 1e3  # ... and this many times further from 1 than a freshly initialised layer
 
 
 def diagnose(obs: Observations, target: str, *, batch_dim: int | None = None,
-             root: RootCall | None = None, stopped: str = "") -> Report:
+             root: RootCall | None = None, stopped: str = "",
+             budget_stopped: bool = False) -> Report:
     """All checks on what a watcher saw. ``batch_dim`` is given when the caller knows
-    which axis holds the sequences (the Python API); otherwise the data decides."""
-    report = Report(target=target, steps=obs.steps or obs.backward_calls,
-                    seconds=round(obs.seconds, 3), stopped=stopped,
-                    modules=list(obs.modules.values()))
+    which axis holds the sequences (the Python API); otherwise the data decides.
+    Every check that ran leaves a finding or an ``[ok]`` note; one that could not run
+    says so, and a run in which nothing could be checked is not a clean bill."""
+    steps = obs.steps if obs.step_started else obs.backward_calls
+    report = Report(target=target, steps=steps, seconds=round(obs.seconds, 3),
+                    stopped=stopped, modules=list(obs.modules.values()))
     report.series["loss"] = obs.losses
-    if not obs.modules:
-        report.add(Finding("no-recurrent-module", "info",
-                           "no torch.nn.RNN/LSTM/GRU or rnnlab Recurrent call was seen",
-                           "the checks of state, axes and gradients through time need one"))
+    report.series["no_optimizer"] = not obs.step_started
+    if obs.in_step and obs.step_started:
+        report.stopped += f" (inside optimizer step {obs.steps + 1}, not counted)"
     _check_nonfinite(obs, report)
     _check_carries(obs, report)
+    given = root is not None
     root = root or obs.root
     mixed = False
     if root is not None:
         mixed = _check_axes(obs, root, batch_dim, report)
         if not mixed:
+            mixed = _check_layout(root, report)
+        if not mixed:
             _check_past(obs, root, batch_dim, report)
     _check_gradients(obs, report)
+    _check_coverage(obs, root, report, training=not given)
     return report
+
+
+def _check_coverage(obs: Observations, root: RootCall | None, report: Report,
+                    training: bool) -> None:
+    """Say what could not be checked; with nothing checked there is no clean bill."""
+    if not obs.modules:
+        report.add(Finding(
+            "unchecked", "warning", "no recurrent layer or cell ran: nothing was checked",
+            f"in {report.steps} {report.step_unit} no torch.nn.RNN/LSTM/GRU, "
+            "RNNCell/LSTMCell/GRUCell or rnnlab layer or cell was called, so the checks of "
+            "state, axes, use of the past and gradients through time did not run",
+            "Run the doctor on the script that trains the recurrent network (options of "
+            "the script go after its name), or use rnnlab.doctor.check(model, batch, loss) "
+            "on the model itself.", {}))
+        return
+    if training and report.steps == 0 and obs.backward_calls == 0:
+        report.add(Finding(
+            "unchecked", "warning", "the script trained nothing while it was watched",
+            f"the recurrent layer ran {obs.calls} time(s) but no backward() or optimizer "
+            f"step happened ({report.stopped or 'stopped'}): the checks that need training "
+            "(state across iterations, gradients through time) did not run",
+            "Let the script reach its training loop (a larger --max-seconds), or check the "
+            "model directly with rnnlab.doctor.check(model, batch, loss).", {}))
+    if root is None:
+        report.add(Finding(
+            "probes-skipped", "info", "axes and use of the past were not probed",
+            "the recurrent cell is driven from the script's top level, outside any module, "
+            "so there is no model to probe with a whole batch", ""))
 
 
 # --- non-finite loss ----------------------------------------------------------------------
@@ -63,28 +98,31 @@ def _check_nonfinite(obs: Observations, report: Report) -> None:
 
 
 # --- state carried across iterations ---------------------------------------------------
+_UNRELATED = {
+    "shuffled": "the batches come from a DataLoader with shuffle=True, so each batch is a "
+                "random sample of sequences that cannot continue the previous batch",
+    "per-sequence-target": "the loss has one target per sequence ({sequences} targets), so "
+                           "the sequences are separate examples, not chunks of one stream",
+}
+
+
 def _check_carries(obs: Observations, report: Report) -> None:
     if not obs.carries:
         return
-    by_kind: dict[str, list] = {}
-    for carry in obs.carries:
-        by_kind.setdefault(carry.kind, []).append(carry)
+    by_kind: dict[str, list[StateCarry]] = {}
+    for c in obs.carries:
+        c.kind, extra = carries.classify(c)
+        c.numbers.update(extra)
+        by_kind.setdefault(c.kind, []).append(c)
     first = obs.carries[0]
-    iterations = len({c.iteration for c in obs.carries})
+    iterations = len(obs.carried | {c.iteration for c in obs.carries})
     how = ("sharing its memory: a .data or .detach() of it" if first.how == "same storage"
            else "a copy of its values")
-    where = first.where[:1] + _detach_lines(first.where)
     head = (f"in {iterations} iteration(s) the initial state given to the recurrent layer "
             f"was the final state of a call in an earlier iteration, {how}")
-    detach = where[1:2]
-    if detach:
-        name = detach[0].code.split("=")[0].strip()
-        example = f"`{name} = None` in place of `{detach[0].code.strip().split('#')[0].strip()}`"
-    else:
-        example = "`h_state = None` in place of `h_state = h_state.data`"
-    fresh = ("Start every batch of independent sequences from a fresh state: pass None (or "
-             f"zeros) instead of the previous final state, e.g. {example}.")
-    numbers: dict[str, Any] = {"iterations": iterations, "how": first.how}
+    where, fix = _carry_lines(first)
+    numbers: dict[str, Any] = {"iterations": iterations, "how": first.how,
+                               "holder": first.numbers.get("holder")}
     if "repeated" in by_kind:
         c = by_kind["repeated"][0]
         report.add(Finding(
@@ -93,29 +131,24 @@ def _check_carries(obs: Observations, report: Report) -> None:
             f"{head}; and the input was the very same sequences again (call {c.index} "
             f"repeats call {c.previous}): the state at the end of each sequence becomes the "
             "start of the next pass, so the network learns to ignore the start of a sequence",
-            fresh, {**numbers, "kind": "repeated"}, where))
+            fix, {**numbers, "kind": "repeated"}, where))
     elif "unrelated" in by_kind:
         c = by_kind["unrelated"][0]
         n = c.numbers
+        why = _UNRELATED.get(n.get("evidence", ""))
+        if why is not None:
+            why = why.format(**n)
+        else:
+            why = (f"the new batch does not continue the previous one: its first step is "
+                   f"{n['constant_boundary_error']:.3g} away from the previous last step, "
+                   f"while a step within a sequence moves {n['constant_typical_error']:.3g} "
+                   f"and other rows are {n['constant_error_to_other']:.3g} away")
         report.add(Finding(
             "state-carried", "error",
             "hidden state carried across iterations into unrelated sequences",
-            f"{head}; the new batch does not continue the previous one: its first step is "
-            f"{n['constant_boundary_error']:.3g} away from the previous last step, while a "
-            f"step within a sequence moves {n['constant_typical_error']:.3g} and other rows "
-            f"are {n['constant_error_to_other']:.3g} away",
-            fresh, {**numbers, "kind": "unrelated", **n}, where))
-    elif "undecidable" in by_kind and "continuous" not in by_kind:
-        report.add(Finding(
-            "state-carried", "warning",
-            "hidden state carried across iterations; the doctor cannot tell if the batches "
-            "continue each other",
-            f"{head}; the input values cannot show whether each batch continues the "
-            "previous one",
-            "If the batches are consecutive chunks of the same streams this is truncated BPTT "
-            "and fine. Otherwise " + fresh[0].lower() + fresh[1:],
-            {**numbers, "kind": "undecidable"}, where))
-    else:
+            f"{head}; {why}", fix, {**numbers, "kind": "unrelated",
+                                    **{k: v for k, v in n.items() if k != "holder"}}, where))
+    elif "continuous" in by_kind:
         # Continuous wherever the values can tell: undecidable chunks (the shorter last
         # chunk of a stream, flat stretches) are taken to belong to the same stream.
         n = by_kind["continuous"][0].numbers
@@ -126,9 +159,59 @@ def _check_carries(obs: Observations, report: Report) -> None:
             "so the state belongs to the same stream and detaching it bounds "
             "backpropagation deliberately",
             "", {**numbers, "kind": "continuous", **n}, where[:1]))
+    else:
+        report.add(Finding(
+            "state-carried", "warning",
+            "hidden state carried across iterations; the doctor cannot tell if the batches "
+            "continue each other",
+            f"{head}; no shuffling DataLoader, per-sequence target, next-step target or "
+            "smooth signal shows whether each batch continues the previous one",
+            "If the batches are consecutive chunks of the same streams this is truncated BPTT "
+            "and fine. Otherwise " + fix[0].lower() + fix[1:],
+            {**numbers, "kind": "undecidable"}, where))
 
 
-def _continuation(n: dict[str, float]) -> str:
+def _carry_lines(carry: StateCarry) -> tuple[list[Location], str]:
+    """The lines to show (the innermost call that hands the state on, the line of the
+    caller that holds it, the lines that detach it) and the fix in the script's names."""
+    where = carry.where[:1]
+    holder = carry.numbers.get("holder")
+    frame = carry.numbers.get("holder_frame", 0)
+    if holder and 0 < frame < len(carry.where):
+        where.append(carry.where[frame])
+    detach: list[Location] = []
+    names = [n.strip() for n in holder.strip("()[] ").split(",")] if holder else []
+    if names and where:
+        files = dict.fromkeys(loc.file for loc in carry.where)
+        for file in files:
+            detach += assignment_lines(file, names[0], r"\.data\b|detach|repackage")
+    where += [d for d in detach[:2] if all(d.line != w.line or d.file != w.file
+                                           for w in where)]
+    if not holder:
+        return where, ("Start every batch of independent sequences from a fresh state: pass "
+                       "None (or zeros) instead of the previous final state.")
+    in_place = (f" in place of `{detach[0].code.strip().split('#')[0].strip()}`"
+                if detach else "")
+    if holder.startswith("self."):
+        owner = callee_object(carry.numbers.get("outer_line", "")) or "model"
+        attr = holder[len("self."):]
+        files = list(dict.fromkeys(loc.file for loc in carry.where))
+        reset = defines(files[0], ("init_hidden", "reset_hidden", "init_state", "begin_state",
+                                   "reset_state", "zero_state")) if files else None
+        how = (f"call `{owner}.{reset}(...)` before every batch" if reset
+               else f"set `{owner}.{attr} = None` before every batch (and let forward start "
+                    "from None)")
+        return where, (f"The state lives in the module as `{holder}`, so it survives from one "
+                       f"batch to the next: {how}{in_place}.")
+    if len(names) > 1:
+        return where, ("Start every batch of independent sequences from a fresh state: set "
+                       + " and ".join(f"`{n}`" for n in names) + " to zeros (or pass None) "
+                       f"at the start of each batch{in_place}.")
+    return where, (f"Start every batch of independent sequences from a fresh state: "
+                   f"`{holder} = None` (or zeros) at the start of each batch{in_place}.")
+
+
+def _continuation(n: dict[str, Any]) -> str:
     if "next_step_target" in n:
         return ("the last target of the previous chunk is the first input of this one, and "
                 "the targets are the inputs one step ahead: next-step prediction over a stream")
@@ -140,26 +223,6 @@ def _continuation(n: dict[str, float]) -> str:
                 return (f"predicting the first value by {what} errs by {b:.3g}, as inside a "
                         f"chunk ({t:.3g}), against {o:.3g} for other positions")
     return ""
-
-
-def _detach_lines(where: list[Location]) -> list[Location]:
-    """Lines of the script that re-assign the state passed at ``where`` from its .data
-    or .detach(): that is the line to change."""
-    if not where:
-        return []
-    call = where[0]
-    inside = call.code[call.code.find("(") + 1:] if "(" in call.code else ""
-    names = set(re.findall(r"[A-Za-z_]\w*", inside))
-    try:
-        lines = Path(call.file).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    found = []
-    for i, line in enumerate(lines, start=1):
-        m = re.match(r"\s*([A-Za-z_]\w*)\s*=.*\.(data\b|detach\s*\()", line)
-        if m and m.group(1) in names:
-            found.append(Location(call.file, i, line))
-    return found[:2]
 
 
 # --- batch and time axes --------------------------------------------------------------
@@ -207,6 +270,15 @@ def _check_axes(obs: Observations, root: RootCall, batch_dim: int | None,
 def _axes_cause(root: RootCall, n: int) -> tuple[str, str]:
     shape = root.recurrent_input_shape
     name = type(root.recurrent).__name__
+    if shape is not None and len(shape) == 2 and shape[0] == n:
+        state = (f" and its initial state {root.state_shapes[0]} has no batch axis either"
+                 if root.state_shapes and len(root.state_shapes[0]) == 2 else "")
+        return (f"{name} receives a 2-D input {tuple(shape)}, which torch reads as ONE "
+                f"unbatched sequence of {shape[0]} steps{state}: it runs along the {n} "
+                "samples of the batch as if they were time",
+                "Give the layer a batch axis: the input (N, L, H_in) with batch_first=True "
+                "(x.unsqueeze(1) for one step per sample) and an initial state of shape "
+                "(num_layers, N, H) (or None).")
     if shape is not None and len(shape) >= 2:
         if not root.batch_first and shape[0] == n and shape[1] != n:
             return (f"{name} has batch_first=False (the default), so it reads axis 0 of its "
@@ -221,6 +293,53 @@ def _axes_cause(root: RootCall, n: int) -> tuple[str, str]:
     return ("a reshape or view moves values between sequences (view/reshape do not swap "
             "axes)", "Swap axes with transpose/permute, not view/reshape, and check the shape "
             "the recurrent layer receives against (N, L, H_in) or (L, N, H_in).")
+
+
+# --- the data's own layout ----------------------------------------------------------------
+def _check_layout(root: RootCall, report: Report) -> bool:
+    """Axes mixed in the data, before the model: the numbers the layer receives form
+    smooth sequences only when read in the other layout (``view(L, N, 1)`` of ``(N, L)``
+    data where a transpose was needed). The gradient probe cannot see this: the model
+    itself mixes nothing."""
+    x = root.recurrent_input
+    if x is None or x.dim() != 3 or not x.dtype.is_floating_point or x.shape[-1] > 8:
+        return False
+    if carries.as_tokens(x) is not x:
+        return False
+    time_dim = 1 if root.batch_first else 0
+    a, b = int(x.shape[0]), int(x.shape[1])
+    if min(a, b) < 3 or a == b:
+        return False
+    xf = x.detach().double()
+    along_time = float(xf.diff(dim=time_dim).abs().mean())
+    along_batch = float(xf.diff(dim=1 - time_dim).abs().mean())
+    other = xf.reshape(b, a, -1)  # the same memory read in the other layout
+    other_time = float(other.diff(dim=1 - time_dim).abs().mean())
+    numbers = {"step_along_time": along_time, "step_along_batch": along_batch,
+               "step_along_time_other_layout": other_time}
+    if along_time == 0 or not other_time < 0.4 * along_time:
+        return False
+    layout = "(N, L, H_in)" if root.batch_first else "(L, N, H_in)"
+    where = root.where[:1]
+    for loc in root.where:
+        found = call_argument(loc.code, 0)
+        if found is not None and found[1].isidentifier():
+            made = assignment_lines(loc.file, found[1], r"\.(view|reshape)\s*\(")
+            if made:
+                where = [loc, *made[-1:]]
+                break
+    report.add(Finding(
+        "axes-mixed-in-data", "error",
+        "the data's axes are mixed before the model: every sequence is scrambled",
+        f"the input {tuple(x.shape)} that {type(root.recurrent).__name__} reads as "
+        f"{layout} changes by {along_time:.3g} per step along its time axis and by "
+        f"{along_batch:.3g} across the batch, but the same numbers read in the other "
+        f"layout ({b}, {a}) change by only {other_time:.3g} per time step: the sequences "
+        "were laid out one way and reinterpreted with view/reshape as the other",
+        "Swap axes with x.transpose(0, 1) (or permute), not view/reshape, where the input "
+        "is built; view and reshape keep the memory order and only re-cut it.",
+        numbers, where))
+    return True
 
 
 # --- the model ignores the past ---------------------------------------------------------
@@ -291,7 +410,8 @@ def _check_past(obs: Observations, root: RootCall, batch_dim: int | None,
                 f"{baseline['chance']:.3f}, and the loss has stopped falling; the last "
                 f"output depends on inputs up to {horizon} steps back",
                 "Look for a state carried between sequences, mixed axes or vanishing gradients "
-                "(above); an LSTM or GRU keeps information longer than an Elman RNN.",
+                "(above)" + ("; an LSTM or GRU keeps information longer than an Elman RNN."
+                             if _kinds(obs) <= {"srn"} else "."),
                 numbers))
             return
     report.add(Finding(
@@ -301,6 +421,10 @@ def _check_past(obs: Observations, root: RootCall, batch_dim: int | None,
         + (f"; training {obs.metric_name} {numbers['model']:.3f} against memoryless "
            f"{numbers['memoryless']:.3f} and chance {numbers['chance']:.3f}"
            if "model" in numbers else ""), "", numbers))
+
+
+def _kinds(obs: Observations) -> set[str]:
+    return set(obs.kinds.values())
 
 
 def _plateau(losses: list[tuple[int, float]]) -> bool:
@@ -333,11 +457,12 @@ def _loss_rise(losses: list[tuple[int, float]]) -> float:
 
 # --- gradients through time and per parameter --------------------------------------------
 def _check_gradients(obs: Observations, report: Report) -> None:
-    profiles = []
+    profiles, records = [], []
     for record in obs.state_grads:
-        norms = state_grad_norms(record)
+        norms = replay.state_grad_norms(record)
         if len(norms) >= 2 and any(v > 0 for v in norms):
             profiles.append({"iteration": record["iteration"], "norms": norms})
+            records.append(record)
     report.series["state_gradients"] = profiles
     report.series["grad_norms"] = obs.grad_norms
     bad = [(name, s) for name, series in obs.grad_norms.items() for s, v in series
@@ -375,30 +500,60 @@ def _check_gradients(obs: Observations, report: Report) -> None:
             {"parameter": name, "max": top, "median": median, "loss_rise": rise}))
     if not profiles:
         return
-    last = profiles[-1]["norms"]
+    record, last = records[-1], profiles[-1]["norms"]
     length = len(last)
     end = last[-1] if last[-1] > 0 else max(last)
     ratio = last[0] / end
-    numbers = {"steps": length, "first": last[0], "last": last[-1], "ratio": ratio}
-    if length >= 10 and ratio < VANISHING and not exploded:
+    kind = record["kind"]
+    numbers: dict[str, Any] = {"steps": length, "first": last[0], "last": last[-1],
+                               "ratio": ratio, "cell": kind}
+    reference = replay.reference_norms(record) if record.get("x") is not None else None
+    normal = ""
+    ref_ratio = None
+    if reference and reference[-1] > 0:
+        ref_ratio = reference[0] / reference[-1]
+        numbers["fresh_ratio"] = ref_ratio
+        report.series["state_gradients_fresh"] = reference
+        normal = (f"; a freshly initialised {_cell_name(kind)} of the same size on the same "
+                  f"batch and loss gives {ref_ratio:.2g}")
+    far = ref_ratio is not None and (ratio < ref_ratio / ABNORMAL if ratio < 1
+                                     else ratio > ref_ratio * ABNORMAL)
+    if length >= 10 and ratio < VANISHING and far and not exploded:
         # after an explosion saturates the units, gradients through time die as a
         # consequence; the explosion above is what to fix
         report.add(Finding(
             "vanishing-gradient", "warning", "gradients vanish through time",
             f"|dL/dh| at the first of {length} steps is {ratio:.2g} of its value at the last "
-            f"step ({last[0]:.3g} against {last[-1]:.3g}): the start of a sequence gets "
-            "almost no learning signal",
-            "Use an LSTM or GRU (or a residual SRN), shorten the dependency, or initialise the "
-            "recurrent weights orthogonally.", numbers))
-    elif length >= 10 and ratio > EXPLODING and not obs.clipped and not exploded:
+            f"step ({last[0]:.3g} against {last[-1]:.3g}){normal}: training has made it far "
+            "worse than normal, and the start of a sequence gets almost no learning signal",
+            _vanishing_fix(kind), numbers))
+    elif length >= 10 and ratio > EXPLODING and far and not obs.clipped and not exploded:
         report.add(Finding(
             "exploding-gradient", "warning", "gradients explode through time",
             f"|dL/dh| at the first of {length} steps is {ratio:.2g} times its value at the "
-            "last step",
+            f"last step{normal}",
             "Clip gradients (torch.nn.utils.clip_grad_norm_) and lower the learning rate or "
             "the scale of the recurrent weights.", numbers))
     elif not exploded:
         report.add(Finding(
-            "gradient-through-time", "ok", "gradients through time are finite and bounded",
+            "gradient-through-time", "ok",
+            "gradients through time are finite and " + (
+                "as a freshly initialised layer's" if ref_ratio is not None else "measured"),
             f"|dL/dh| over {length} steps goes from {last[0]:.3g} at the first step to "
-            f"{last[-1]:.3g} at the last (ratio {ratio:.3g})", "", numbers))
+            f"{last[-1]:.3g} at the last (ratio {ratio:.3g}){normal}"
+            + ("" if ref_ratio is not None else
+               "; no freshly initialised twin could be measured to compare with"), "",
+            numbers))
+
+
+def _cell_name(kind: str) -> str:
+    return {"srn": "Elman RNN", "lstm": "LSTM", "gru": "GRU"}.get(kind, kind)
+
+
+def _vanishing_fix(kind: str) -> str:
+    if kind == "srn":
+        return ("Use an LSTM or GRU (or a residual SRN), shorten the dependency, or initialise "
+                "the recurrent weights orthogonally.")
+    return ("Lower the learning rate and clip gradients: the gates have saturated. For an "
+            "LSTM, initialise the forget-gate bias to 1 so the cell state carries the "
+            "gradient; shorter chunks (truncated BPTT) also bound the path.")

@@ -14,8 +14,6 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SEVERITIES = ("error", "warning", "ok", "info")
-
 
 @dataclass
 class Location:
@@ -26,10 +24,11 @@ class Location:
     code: str = ""
 
     def __str__(self) -> str:
-        return f"{_short(self.file)}:{self.line}" + (f"  {self.code.strip()}" if self.code else "")
+        code = f"  {self.code.strip()}" if self.code else ""
+        return f"{short_path(self.file)}:{self.line}{code}"
 
 
-def _short(path: str) -> str:
+def short_path(path: str) -> str:
     """The path relative to the working directory when it lies inside it."""
     try:
         rel = os.path.relpath(path)
@@ -68,11 +67,29 @@ class Report:
     modules: list[str] = field(default_factory=list)
     series: dict[str, Any] = field(default_factory=dict)
     plots: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0  # the whole run, child process and diagnosis included
+    timings: dict[str, float] = field(default_factory=dict)  # where that time went
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The report back from :meth:`to_dict` (the child process sends it as JSON)."""
+        def finding(d: dict[str, Any]) -> Finding:
+            return Finding(**{**d, "where": [Location(**w) for w in d.get("where", [])]})
+
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["findings"] = [finding(f) for f in data.get("findings", [])]
+        fields["notes"] = [finding(f) for f in data.get("notes", [])]
+        return cls(**fields)
 
     @property
     def healthy(self) -> bool:
         """True when nothing needs fixing: the clean bill of health."""
         return not any(f.is_problem for f in self.findings)
+
+    @property
+    def step_unit(self) -> str:
+        return "backward pass(es), no torch.optim optimizer" if self.series.get(
+            "no_optimizer") else "complete optimizer step(s)"
 
     def codes(self) -> list[str]:
         return [f.code for f in self.findings]
@@ -89,7 +106,7 @@ class Report:
         """The diagnosis as a person reads it in a terminal."""
         head = f"rnnlab doctor: {self.target}"
         lines = [head, "=" * len(head)]
-        seen = (f"observed {self.steps} optimizer step(s) in {self.seconds:.1f} s"
+        seen = (f"observed {self.steps} {self.step_unit} in {self.seconds:.1f} s"
                 + (f" ({self.stopped})" if self.stopped else ""))
         lines.append(seen)
         for module in self.modules:
@@ -100,8 +117,8 @@ class Report:
         for note in self.notes:
             lines += _format_one(note)
         if self.healthy:
-            lines.append("Clean bill of health: no state leak, no mixed axes, the outputs use "
-                         "the past, gradients through time are finite and bounded.")
+            checked = [n.title for n in self.notes if n.severity == "ok"]
+            lines.append("Clean bill of health; checked: " + "; ".join(checked) + ".")
         else:
             n = len(self.findings)
             lines.append(f"{n} finding{'s' if n != 1 else ''}: "

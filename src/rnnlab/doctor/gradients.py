@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.overrides import TorchFunctionMode
 
 from rnnlab.doctor import plots
 from rnnlab.errors import check
@@ -47,7 +48,7 @@ def _digitsum_model(task: DigitSum, cell: str, hidden: int, embedding: int, init
 
 
 @dataclass(frozen=True)
-class Recipe:
+class TrainingSetup:
     """How the gate and trained-gradient experiments train: the memory experiment's
     careful recipe (1,000 training examples, shuffled batches of 32, Adam 3e-3,
     global-norm clipping at 1). The chapter's own (300 examples, batch 8, Adam 1e-3)
@@ -60,13 +61,13 @@ class Recipe:
     clip_norm: float = 1.0
 
 
-def _train(model: nn.Module, task_length: int, recipe: Recipe, seed: int) -> tuple[Any, Any]:
-    """Train on DigitSum with ``recipe``; returns the trainer and the splits."""
+def _train(model: nn.Module, task_length: int, setup: TrainingSetup, seed: int) -> tuple[Any, Any]:
+    """Train on DigitSum with ``setup``; returns the trainer and the splits."""
     from rnnlab.train import TrainConfig, Trainer
 
-    splits = DigitSum(length=task_length, k_train=recipe.k_train).splits(seed)
-    trainer = Trainer(TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size,
-                                  lr=recipe.lr, clip_norm=recipe.clip_norm, seed=seed,
+    splits = DigitSum(length=task_length, k_train=setup.k_train).splits(seed)
+    trainer = Trainer(TrainConfig(epochs=setup.epochs, batch_size=setup.batch_size,
+                                  lr=setup.lr, clip_norm=setup.clip_norm, seed=seed,
                                   progress="off", checkpoints="none"))
     trainer.fit(model, splits["train"], dev=splits["dev"])
     return trainer, splits
@@ -182,7 +183,7 @@ def run_explosion(config: ExplosionConfig = ExplosionConfig(),
 @dataclass(frozen=True)
 class VanishingConfig:
     """``|dL/dh_t|`` by cell, at initialisation (torch's default initialiser) and,
-    with ``train_epochs``, again after training on DigitSum by :class:`Recipe`: what a
+    with ``train_epochs``, again after training on DigitSum by :class:`TrainingSetup`: what a
     cell does with its gradient once it has learned to remember is the point of the
     gated cells."""
 
@@ -214,7 +215,7 @@ def _profiles(cell: str, config: VanishingConfig) -> dict[str, Any]:
     inputs, targets = test.inputs[:config.batch], test.targets[:config.batch]
     row: dict[str, Any] = {"init": state_gradient_profile(model, inputs, targets)}
     if config.train_epochs > 0:
-        trainer, splits = _train(model, config.length, Recipe(epochs=config.train_epochs),
+        trainer, splits = _train(model, config.length, TrainingSetup(epochs=config.train_epochs),
                                  config.seed)
         row["trained"] = state_gradient_profile(model, inputs, targets)
         row["test_accuracy"] = trainer.evaluate(model, splits["test"])["accuracy"]
@@ -261,7 +262,7 @@ def run_vanishing(config: VanishingConfig = VanishingConfig(),
 # --- LSTM gates (NNDL 6.3) ---------------------------------------------------------------
 @dataclass(frozen=True)
 class GatesConfig:
-    """An LSTM trained on DigitSum by :class:`Recipe`, then its gates on one sequence."""
+    """An LSTM trained on DigitSum by :class:`TrainingSetup`, then its gates on one sequence."""
 
     length: int = 20
     hidden_size: int = 32
@@ -271,25 +272,43 @@ class GatesConfig:
     sequence: int | None = None  # None: the first test sequence with a noise digit
 
 
+class _Activations(TorchFunctionMode):
+    """Records the outputs of ``torch.sigmoid`` and ``torch.tanh`` in call order, so the
+    gates are read from the cell's own recurrence instead of a second copy of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sigmoid: list[Tensor] = []
+        self.tanh: list[Tensor] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func is torch.sigmoid:
+            self.sigmoid.append(out)
+        elif func is torch.tanh:
+            self.tanh.append(out)
+        return out
+
+
 def lstm_gates(weights: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
     """Gate activations ``i, f, g, o`` and states over a sequence ``x [L, H_in]``.
 
-    Computed from the weights in torch's layout (rows ``W_i | W_f | W_g | W_o``), the
-    same recurrence as :func:`rnnlab.cells.lstm.lstm_update`, which returns only the
-    new state; ``h`` and ``c`` are returned too so a test can hold the two together.
+    The sequence runs through :func:`rnnlab.cells.lstm.lstm_step` (weights in torch's
+    layout), which applies ``sigmoid`` to ``i, f, o`` and ``tanh`` to ``g`` and then
+    to ``c`` at every step; the gates are those activations, recorded as it computes
+    them.
     """
-    w_ih, w_hh = weights["weight_ih"], weights["weight_hh"]
-    b_ih, b_hh = weights.get("bias_ih"), weights.get("bias_hh")
-    hidden = w_hh.shape[1]
-    h = x.new_zeros(1, hidden)
-    c = x.new_zeros(1, hidden)
+    from rnnlab.cells.lstm import lstm_step
+
+    hidden = weights["weight_hh"].shape[1]
+    h = c = x.new_zeros(1, hidden)
     out: dict[str, list[Tensor]] = {k: [] for k in ("i", "f", "g", "o", "h", "c")}
     for t in range(x.shape[0]):
-        gates = F.linear(x[t:t + 1], w_ih, b_ih) + F.linear(h, w_hh, b_hh)
-        i, f, g, o = gates.chunk(4, dim=-1)
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        c = f * c + i * g
-        h = o * torch.tanh(c)
+        with _Activations() as seen:
+            h, c = lstm_step(x[t:t + 1], (h, c), weights["weight_ih"], weights["weight_hh"],
+                             weights.get("bias_ih"), weights.get("bias_hh"))
+        (i, f, o), (g, _) = seen.sigmoid, seen.tanh
         for k, v in zip("ifgohc", (i, f, g, o, h, c), strict=True):
             out[k].append(v[0])
     return {k: torch.stack(v, dim=1) for k, v in out.items()}  # [H, L]
@@ -316,7 +335,7 @@ def run_gates(config: GatesConfig = GatesConfig(),
     task = DigitSum(length=config.length)
     model = _digitsum_model(task, "lstm", config.hidden_size, config.embedding_dim, "torch",
                             config.seed, backend="native")
-    trainer, splits = _train(model, config.length, Recipe(epochs=config.epochs), config.seed)
+    trainer, splits = _train(model, config.length, TrainingSetup(epochs=config.epochs), config.seed)
     test = splits["test"]
     accuracy = trainer.evaluate(model, test)["accuracy"]
     index = config.sequence if config.sequence is not None else _telling_sequence(test.inputs)
@@ -355,7 +374,7 @@ def _telling_sequence(inputs: Tensor) -> int:
 
 def _lstm_input(model: nn.Module, tokens: Tensor) -> Tensor:
     """What the model's recurrent layer receives for ``tokens`` (the embeddings)."""
-    from rnnlab.doctor.hooks import is_recurrent
+    from rnnlab.doctor.records import is_recurrent
 
     seen: list[Tensor] = []
 

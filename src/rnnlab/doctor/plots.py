@@ -11,10 +11,15 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from rnnlab.report.plots import png_bytes
+from rnnlab.report.plots import colour, png_bytes
 
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
-DPI = 90
+
+def _figure(width: float, height: float) -> Figure:
+    """A one-panel figure with fixed margins. The doctor draws its figures after every
+    run, and a constrained layout would take half of their drawing time."""
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.9)
+    return fig
 
 
 def _positive(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -24,28 +29,28 @@ def _positive(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], li
 
 def state_gradients(profiles: Sequence[Mapping[str, Any]], title: str = "") -> bytes:
     """``|dL/dh_t|`` against time step ``t``, one line per observed iteration."""
-    fig = Figure(figsize=(6.4, 3.6), layout="constrained")
+    fig = _figure(6.4, 3.6)
     ax = fig.add_subplot()
     for i, p in enumerate(profiles):
         xs, ys = _positive(range(len(p["norms"])), p["norms"])
-        ax.semilogy(xs, ys, color=PALETTE[i % len(PALETTE)], lw=1.5,
+        ax.semilogy(xs, ys, color=colour(i), lw=1.5,
                     label=p.get("label", f"iteration {p.get('iteration', i)}"))
     ax.set_xlabel("time step t")
     ax.set_ylabel("|dL / dh_t|")
     ax.set_title(title or "gradient of the loss with respect to the state")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return png_bytes(fig, DPI)
+    return png_bytes(fig)
 
 
 def grad_norm_series(series: Mapping[str, Sequence[tuple[int, float]]], title: str = "",
                      clip: float | None = None) -> bytes:
     """Per-parameter gradient norm against optimizer step."""
-    fig = Figure(figsize=(6.4, 3.6), layout="constrained")
+    fig = _figure(6.4, 3.6)
     ax = fig.add_subplot()
     for i, (name, points) in enumerate(series.items()):
         xs, ys = _positive([s for s, _ in points], [v for _, v in points])
-        ax.semilogy(xs, ys, color=PALETTE[i % len(PALETTE)], lw=1, label=name)
+        ax.semilogy(xs, ys, color=colour(i), lw=1, label=name)
     if clip is not None:
         ax.axhline(clip, color="0.3", ls="--", lw=1, label=f"clip at {clip:g}")
     ax.set_xlabel("optimizer step")
@@ -53,31 +58,31 @@ def grad_norm_series(series: Mapping[str, Sequence[tuple[int, float]]], title: s
     ax.set_title(title or "gradient norm per parameter")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return png_bytes(fig, DPI)
+    return png_bytes(fig)
 
 
 def lag_profile(profile: Sequence[float]) -> bytes:
     """Dependence of the last output on the input ``k`` steps earlier."""
-    fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+    fig = _figure(6.4, 3.4)
     ax = fig.add_subplot()
     xs, ys = _positive(range(len(profile)), profile)
-    ax.semilogy(xs, ys, "-o", ms=3, color=PALETTE[0])
+    ax.semilogy(xs, ys, "-o", ms=3, color=colour(0))
     ax.set_xlabel("lag k (steps before the last output)")
     ax.set_ylabel("|d out_L / d x_(L-k)|, relative")
     ax.set_title("how far back the outputs depend on the inputs")
     ax.grid(True, which="both", alpha=0.3)
-    return png_bytes(fig, DPI)
+    return png_bytes(fig)
 
 
 def loss_curve(losses: Sequence[tuple[int, float]]) -> bytes:
-    fig = Figure(figsize=(6.4, 3.2), layout="constrained")
+    fig = _figure(6.4, 3.2)
     ax = fig.add_subplot()
-    ax.plot([i for i, _ in losses], [v for _, v in losses], color=PALETTE[0], lw=1)
+    ax.plot([i for i, _ in losses], [v for _, v in losses], color=colour(0), lw=1)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title("training loss while observed")
     ax.grid(True, alpha=0.3)
-    return png_bytes(fig, DPI)
+    return png_bytes(fig)
 
 
 def gate_heatmap(gates: Mapping[str, Any], tokens: Sequence[str] | None = None,
@@ -97,7 +102,7 @@ def gate_heatmap(gates: Mapping[str, Any], tokens: Sequence[str] | None = None,
         fig.colorbar(image, ax=ax, fraction=0.03)
     axes[-1].set_xlabel("time step")
     fig.suptitle(title or "LSTM gate activations")
-    return png_bytes(fig, DPI)
+    return png_bytes(fig)
 
 
 def explosion(runs: Mapping[str, tuple[Sequence[Mapping[str, float]], float | None]],
@@ -111,7 +116,7 @@ def explosion(runs: Mapping[str, tuple[Sequence[Mapping[str, float]], float | No
             xs, ys = _positive([r["step"] for r in rows], [r[name] for r in rows])
             ys_finite = [(x, y) for x, y in zip(xs, ys, strict=True) if y < float("inf")]
             ax.semilogy([x for x, _ in ys_finite], [y for _, y in ys_finite],
-                        color=PALETTE[i % len(PALETTE)], lw=1, label=f"|grad {name}|")
+                        color=colour(i), lw=1, label=f"|grad {name}|")
         if clip is not None:
             ax.axhline(clip, color="0.3", ls="--", lw=1, label=f"clip at {clip:g}")
         # A dead (saturated) network has gradients down to 1e-30; below 1e-6 nothing
@@ -122,7 +127,7 @@ def explosion(runs: Mapping[str, tuple[Sequence[Mapping[str, float]], float | No
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("L2 norm of the gradient\n(before clipping)")
-    return png_bytes(fig, DPI)
+    return png_bytes(fig)
 
 
 def norms_by_cell(curves: Mapping[str, Sequence[float]], title: str = "") -> bytes:

@@ -1,7 +1,5 @@
 """Probes: small experiments on a model and one real batch that answer one question each.
 
-- :func:`continuity`: does this input continue the previous one (truncated BPTT over
-  one stream) or is it a different or repeated set of sequences?
 - :func:`batch_dim_evidence`: which axis of the batch does the *user* mean as the
   sequences? The model cannot say: a time-major model fed batch-first data computes
   exactly what a correct time-major script computes; only the data can tell.
@@ -29,99 +27,6 @@ from torch import Tensor, nn
 DEPENDENCE = 1e-6
 
 
-def continuity(prev: Tensor | None, cur: Tensor | None,
-               batch_first: bool) -> tuple[str, dict[str, float]]:
-    """Classify the input of a call that received an earlier call's final state.
-
-    ``"repeated"``: the same sequences again (the seed 000 bug: the state of the end
-    of a sequence becomes the start of the same sequence). ``"continuous"``: each
-    sequence starts where the previous chunk of the same row ended, clearly closer than
-    to other rows or other times — truncated BPTT over a stream. ``"unrelated"``: the
-    start is no closer to the previous end than any other value is.
-    ``"undecidable"``: the values cannot tell (random bits, embeddings, flat signals).
-    """
-    if prev is None or cur is None:
-        return "undecidable", {}
-    if prev.shape == cur.shape and torch.equal(prev, cur):
-        return "repeated", {"max_abs_difference": 0.0}
-    if not cur.dtype.is_floating_point or cur.dim() != 3 or prev.dim() != 3:
-        return "undecidable", {}
-    if not batch_first:
-        prev, cur = prev.transpose(0, 1), cur.transpose(0, 1)
-    if prev.shape[0] != cur.shape[0] or prev.shape[1] < 2 or cur.shape[1] < 2:
-        return "undecidable", {}
-    prev, cur = prev.double(), cur.double()
-    verdicts, numbers = [], {}
-    for name, order in (("constant", 1), ("linear", 2)):
-        if prev.shape[1] <= order or cur.shape[1] <= order:
-            continue
-        kind, nums = _boundary_test(prev, cur, order)
-        verdicts.append(kind)
-        numbers.update({f"{name}_{k}": v for k, v in nums.items()})
-    if "continuous" in verdicts:
-        return "continuous", numbers
-    if verdicts and all(v == "unrelated" for v in verdicts):
-        return "unrelated", numbers
-    return "undecidable", numbers
-
-
-def _boundary_test(prev: Tensor, cur: Tensor, order: int) -> tuple[str, dict[str, float]]:
-    """Predict each row's next value from its last ``order`` values (hold the last value,
-    or extend the last step) and compare the error at the chunk boundary with the error
-    inside the chunks and with the error against other rows or times."""
-    def predict(x: Tensor) -> Tensor:  # the prediction of x[:, t] from x[:, t-order: t]
-        return x[:, :-1] if order == 1 else 2 * x[:, 1:-1] - x[:, :-2]
-
-    guess = predict(prev[:, -order - 1:])[:, -1] if order == 1 else (
-        2 * prev[:, -1] - prev[:, -2])
-    boundary = float((cur[:, 0] - guess).abs().mean())
-    inside = torch.cat([(prev[:, order:] - predict(prev)).reshape(-1),
-                        (cur[:, order:] - predict(cur)).reshape(-1)])
-    step = float(inside.abs().mean())
-    if cur.shape[0] >= 2:
-        other = float(torch.stack([(cur[:, 0].roll(s, 0) - guess).abs().mean()
-                                   for s in range(1, min(cur.shape[0], 4))]).mean())
-    else:
-        other = float((cur[:, 1:] - guess.unsqueeze(1)).abs().mean())
-    numbers = {"boundary_error": boundary, "typical_error": step, "error_to_other": other}
-    if boundary < 0.25 * other and boundary <= 3 * step + 1e-12:
-        return "continuous", numbers
-    if boundary > 0.5 * other and other > 3 * step:
-        return "unrelated", numbers
-    return "undecidable", numbers
-
-
-def next_step_continuity(prev: Tensor | None, prev_target: Tensor | None, cur: Tensor | None,
-                         time_dim: int | None) -> bool:
-    """True when the previous chunk's targets are its inputs shifted by one step and the
-    current chunk starts with the previous chunk's last target: next-step prediction
-    (a language model, a next-value regressor) over one stream cut into chunks."""
-    if prev is None or prev_target is None or cur is None or time_dim is None:
-        return False
-    if prev.dim() != cur.dim() or prev_target.numel() != prev.numel():
-        return False
-    if [n for d, n in enumerate(prev.shape) if d != time_dim] != [
-            n for d, n in enumerate(cur.shape) if d != time_dim]:
-        return False  # the last chunk of a stream may be shorter, nothing else may differ
-    shape = prev.shape
-    target = prev_target.reshape(shape)
-    last = target.select(time_dim, shape[time_dim] - 1)
-    first = cur.select(time_dim, 0)
-    if cur.dtype.is_floating_point:
-        same = torch.allclose(last.to(cur.dtype), first)
-    else:
-        same = torch.equal(last.to(cur.dtype), first)
-    # the previous chunk's own inputs, shifted by one step, are its targets
-    if shape[time_dim] < 2:
-        return False
-    shifted = torch.equal(prev.narrow(time_dim, 1, shape[time_dim] - 1).to(target.dtype),
-                          target.narrow(time_dim, 0, shape[time_dim] - 1)) or (
-        cur.dtype.is_floating_point and torch.allclose(
-            prev.narrow(time_dim, 1, shape[time_dim] - 1).to(target.dtype),
-            target.narrow(time_dim, 0, shape[time_dim] - 1)))
-    return bool(same and shifted)
-
-
 def batch_dim_evidence(x: Tensor, loader_sizes: list[int] | None = None,
                        target: Tensor | None = None) -> tuple[int | None, list[str]]:
     """Which of the first two axes of ``x`` holds the user's sequences, and why.
@@ -145,7 +50,9 @@ def batch_dim_evidence(x: Tensor, loader_sizes: list[int] | None = None,
         dim = 0 if target.numel() == a else 1
         votes.append((dim, f"the loss has one target per sequence ({target.numel()}), "
                            f"the size of axis {dim}"))
-    if x.dtype.is_floating_point and min(a, b) >= 3:
+    onehot = x.dim() >= 3 and x.shape[-1] >= 2 and bool(((x == 0) | (x == 1)).all()) and \
+        bool((x.sum(-1) == 1).all())
+    if x.dtype.is_floating_point and min(a, b) >= 3 and not onehot:  # smoothness of a signal
         xf = x.double()
         along0 = float(xf.diff(dim=0).abs().mean())
         along1 = float(xf.diff(dim=1).abs().mean())

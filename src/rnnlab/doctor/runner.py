@@ -1,39 +1,43 @@
-"""Run a user's unmodified script under observation, then diagnose it.
+"""Run a user's unmodified script under observation, in a child process the doctor
+owns, and bring its diagnosis back.
 
-The script runs in this process (``runpy``) with its own ``sys.argv`` and its folder
-first on ``sys.path``, exactly as ``python SCRIPT ARGS`` would run it, while the
-:class:`~rnnlab.doctor.hooks.Watcher` hooks are installed. When the step or time
-budget is spent a hook raises :class:`~rnnlab.doctor.hooks.BudgetSpent` inside the
-script, which unwinds it; a ``SIGALRM`` timer does the same for a script stuck outside
-any hook. The script's own exception becomes a finding, not a doctor crash.
+The child (:mod:`rnnlab.doctor.child`) runs the script as ``python SCRIPT ARGS`` would,
+in its own session and process group, stops it at the budget and writes the report
+as JSON. Whatever the script does — swallow the stop in a bare ``except:``, ignore
+signals, leave non-daemon threads or forked children behind, call ``os._exit`` — the
+parent ends the whole group when the child is done, or kills it at a hard deadline,
+and always returns a report. ``healthy`` (exit 0) means only "watched and healthy".
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
+import math
 import os
-import runpy
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from rnnlab.doctor import plots
-from rnnlab.doctor.diagnose import diagnose
-from rnnlab.doctor.findings import Finding, Location, Report
-from rnnlab.doctor.hooks import BudgetSpent, Watcher
+from rnnlab.doctor.findings import Finding, Report, short_path
+from rnnlab.doctor.report_files import check_out_dir, write
 from rnnlab.errors import check
-from rnnlab.io import atomic_write_bytes, atomic_write_json
+
+# Beyond --max-seconds: the child's start (importing torch), the stop's grace and the
+# diagnosis. Past it the whole process group is killed.
+HARD_MARGIN = 90.0
 
 
 def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps: int = 200,
                max_seconds: float = 60.0, out: str | os.PathLike | None = None,
                quiet: bool = False) -> Report:
     """Run ``script`` with ``args`` for at most ``max_steps`` optimizer steps or
-    ``max_seconds`` seconds, and return the diagnosis (also written to ``out``).
+    ``max_seconds`` seconds in a child process, and return the diagnosis (also
+    written to ``out``).
 
     With ``quiet``, the script's own prints go to stderr, so stdout carries only
     what the caller prints (the JSON of ``rnnlab doctor --json``).
@@ -42,125 +46,106 @@ def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps
     check(path.is_file(), f"no script at {str(path)!r}: give the path of a Python training "
                           "script, e.g. rnnlab doctor train.py")
     check(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
-    check(max_seconds > 0, f"--max-seconds must be positive, got {max_seconds}")
+    check(math.isfinite(max_seconds) and max_seconds > 0,
+          f"--max-seconds must be a finite number of seconds above 0, got {max_seconds}: "
+          "the doctor always stops the script it runs")
     if out is not None:
         check_out_dir(out)
     path = path.resolve()
-    watcher = Watcher([str(path)], max_steps=max_steps, max_seconds=max_seconds)
-    error: BaseException | None = None
-    stopped = "the script finished"
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
-    saved_backend = os.environ.get("MPLBACKEND")
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    sys.argv = [str(path), *args]
-    sys.path.insert(0, str(path.parent))
-    alarm = _Alarm(max_seconds * 2 + 10)
-    redirect = contextlib.redirect_stdout(sys.stderr) if quiet else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="rnnlab-doctor-") as tmp:
+        result = Path(tmp) / "report.json"
+        spec = {"script": str(path), "args": list(args), "max_steps": max_steps,
+                "max_seconds": max_seconds, "quiet": quiet, "result": str(result),
+                "spawned": time.time(),
+                "out": str(Path(out).resolve()) if out is not None else None}
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        start = time.perf_counter()
+        pid = _start(spec_path)
+        status, killed = _wait(pid, max_seconds + HARD_MARGIN)
+        seconds = time.perf_counter() - start
+        if result.is_file():
+            report = Report.from_dict(json.loads(result.read_text(encoding="utf-8")))
+        else:
+            report = _no_report(path, status, killed, seconds, max_seconds)
+            if out is not None:
+                write(report, out)
+    report.wall_seconds = round(seconds, 3)
+    report.plots = [short_path(p) for p in report.plots]
+    return report
+
+
+def _start(spec_path: Path) -> int:
+    """Start the child in a new session (its own process group) and return its pid.
+
+    Forked from this process when that is safe (POSIX, no other thread that could hold
+    a lock across the fork): torch and the doctor are already imported, so the child
+    starts at once. Otherwise a fresh interpreter (``python -m rnnlab.doctor.child``)
+    pays the imports again.
+    """
+    if hasattr(os, "fork") and threading.active_count() == 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            try:
+                os.setsid()
+                from rnnlab.doctor import child
+
+                child.main(str(spec_path))
+            finally:
+                os._exit(3)
+        return pid
+    env = {**os.environ, "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg")}
+    return subprocess.Popen([sys.executable, "-m", "rnnlab.doctor.child", str(spec_path)],
+                            start_new_session=True, env=env).pid
+
+
+def _wait(pid: int, limit: float) -> tuple[int, bool]:
+    """Wait for the child, at most ``limit`` seconds; then end its whole process group
+    (forked children, threads), and reap it. Returns (exit status, killed)."""
+    deadline = time.perf_counter() + limit
+    killed = False
     try:
-        with redirect, alarm, watcher:
-            runpy.run_path(str(path), run_name="__main__")
-    except BudgetSpent:
-        stopped = watcher.stopped or "time budget spent"
-    except SystemExit as exit_:
-        if exit_.code not in (None, 0):
-            error = exit_
-            stopped = f"the script exited with {exit_.code}"
-    except Exception as exc:  # the script's own error is a finding, not a doctor crash
-        error = exc
-        stopped = f"the script raised {type(exc).__name__}"
+        while True:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            if info is not None and info.si_pid:
+                break
+            if time.perf_counter() > deadline:
+                killed = True
+                break
+            time.sleep(0.02)
     finally:
-        sys.argv, sys.path[:] = saved_argv, saved_path
-        if saved_backend is None:
-            os.environ.pop("MPLBACKEND", None)
-        _close_figures()
-    report = diagnose(watcher.obs, path.name, stopped=stopped)
-    if error is not None:
-        report.findings.insert(0, _script_error(error, path))
-    if out is not None:
-        write(report, out)
+        # The child is a zombie or still running, so its group id cannot be reused yet.
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), killed
+
+
+def _no_report(path: Path, status: int, killed: bool, seconds: float,
+               max_seconds: float) -> Report:
+    if killed:
+        why = (f"the script's process did not end within {seconds:.0f} s (--max-seconds "
+               f"{max_seconds:g} plus {HARD_MARGIN:g} s for start-up and diagnosis) and was "
+               "killed with its process group")
+    elif status < 0:
+        why = f"the script's process was killed by signal {-status} ({_signal_name(-status)})"
+    else:
+        why = f"the script's process ended with exit status {status} without a report"
+    report = Report(target=path.name, stopped=why, seconds=round(seconds, 3))
+    report.add(Finding(
+        "not-diagnosed", "error", "the doctor could not watch the script to the end",
+        why + "; nothing it recorded could be diagnosed",
+        "Run the script alone to see how it ends; a script that kills its own process or "
+        "blocks every signal cannot be diagnosed.", {"status": status, "killed": killed}))
     return report
 
 
-def check_out_dir(out: str | os.PathLike) -> None:
-    """Raise :class:`RnnlabError` now if ``out`` can never become a writable folder
-    (a file in its way, a read-only parent), so nothing runs only to fail at the end.
-    Creates nothing."""
-    out = Path(out)
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    check(existing.is_dir(), f"cannot create the output folder {str(out)!r}: "
-                             f"{str(existing)!r} is not a folder")
-    check(os.access(existing, os.W_OK | os.X_OK),
-          f"cannot create the output folder {str(out)!r}: {str(existing)!r} is not writable")
-
-
-def _script_error(error: BaseException, path: Path) -> Finding:
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if Path(f.filename).resolve() == path]
-    where = [Location(str(path), f.lineno or 0, f.line or "") for f in frames[-1:]]
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    hint = ""
-    if "hidden" in message.lower() and "size" in message.lower():
-        hint = (" A hidden state of the wrong batch size usually means a state carried over "
-                "from the previous batch (a smaller last batch, or a state kept across "
-                "iterations).")
-    return Finding(
-        "script-error", "error", f"the script raised {type(error).__name__} before the "
-                                 "observation ended",
-        f"{type(error).__name__}: {message}",
-        "Fix this error first; the diagnosis below covers only what ran before it." + hint,
-        {"exception": type(error).__name__}, where)
-
-
-def write(report: Report, out: str | os.PathLike) -> Report:
-    """Write ``findings.json`` and the plots into ``out`` (atomically)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    figures = {}
-    profiles = report.series.get("state_gradients") or []
-    if profiles:
-        figures["state_gradients.png"] = plots.state_gradients(profiles)
-    if report.series.get("grad_norms"):
-        figures["grad_norms.png"] = plots.grad_norm_series(report.series["grad_norms"])
-    if len(report.series.get("lag_profile") or []) >= 2:
-        figures["lag_profile.png"] = plots.lag_profile(report.series["lag_profile"])
-    if report.series.get("loss"):
-        figures["loss.png"] = plots.loss_curve(report.series["loss"])
-    for name, png in figures.items():
-        atomic_write_bytes(out / name, png)
-    report.plots = [str(out / name) for name in figures]
-    atomic_write_json(out / "findings.json", report.to_dict())
-    return report
-
-
-def _close_figures() -> None:
-    # A script's pyplot figures would pile up across runs in one process (tests).
-    if "matplotlib.pyplot" in sys.modules:
-        sys.modules["matplotlib.pyplot"].close("all")
-
-
-class _Alarm:
-    """A hard stop for a script that never reaches a hook (main thread, POSIX only)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.active = (hasattr(signal, "setitimer")
-                       and threading.current_thread() is threading.main_thread())
-        self.previous = None
-        self.start = 0.0
-
-    def _fire(self, signum: int, frame: object) -> None:
-        raise BudgetSpent(f"time budget spent ({time.perf_counter() - self.start:.0f} s)")
-
-    def __enter__(self) -> _Alarm:
-        if self.active:
-            self.start = time.perf_counter()
-            self.previous = signal.signal(signal.SIGALRM, self._fire)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.active:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.previous)
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown"
