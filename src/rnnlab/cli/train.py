@@ -448,13 +448,20 @@ def cells() -> None:
 
 @click.command("tasks")
 def tasks() -> None:
-    """List the tasks."""
+    """List the tasks; for those in the memory suite, the axis, score and chance."""
     from rnnlab.tasks import task_class, task_names
 
     for name in task_names():
+        memory = None
         try:
             cls = task_class(name)
             text = cls.description or _first_line(cls.__doc__)
+            if cls.memory_axis is not None:
+                memory = cls().describe_memory()  # the defaults: chance may depend on them
         except ImportError as err:  # one broken optional task must not hide the others
             text = f"(unavailable: {err})"
         click.echo(f"{name:<22} {text}")
+        if memory is not None:
+            click.echo(f"{'':<22} memory axis: {memory['axis']} ({memory['axis_label']}); "
+                       f"score: {memory['score']}; chance {memory['chance']:.4g} "
+                       f"= score {memory['chance_score']:.3g}")

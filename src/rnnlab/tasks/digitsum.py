@@ -158,6 +158,9 @@ class DigitSum(Task):
     input: ClassVar[str] = "tokens"
     metric: ClassVar[str] = "accuracy"
     seed_doc: ClassVar[str] = "004"
+    memory_axis: ClassVar[str | None] = "length"
+    memory_axis_label: ClassVar[str] = "sequence length: the two digits are read at its start"
+    memory_lengths: ClassVar[tuple[int, ...]] = (5, 10, 15, 20, 25, 30, 35)
 
     length: int = 10
     k_train: int = 3
