@@ -192,3 +192,22 @@ def test_fit_many_groups_by_shape_and_keeps_job_order():
     mixed = [jobs[0][3], jobs[2][3]]  # lengths 5 and 6 in one group: refused
     with pytest.raises(RnnlabError, match="same shapes"):
         fit_lockstep(lambda: UserMLP(10, 19, 5), config, mixed)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_learning_rate_grid_in_one_group_equals_the_trainer(optimizer):
+    splits = digitsum(6)
+    grid = [(0, 1e-3, 0.0), (1, 5e-3, 0.0), (0, 2e-2, 1e-2)]
+    config = TrainConfig(max_steps=20, eval_every=10, optimizer=optimizer, momentum=0.9,
+                         progress="off", restore_best=False, clip_norm=1.0)
+    build = lambda: CellClassifier("gru")  # noqa: E731
+    copies = [Copy(seed, splits(seed)["train"], splits(seed)["dev"], lr=lr, weight_decay=wd)
+              for seed, lr, wd in grid]
+    group = fit_lockstep(build, config, copies, path="vmap")
+    for (seed, lr, wd), got in zip(grid, group.models, strict=True):
+        seed_everything(seed)
+        ref = build()
+        Trainer(config.replace(seed=seed, lr=lr, weight_decay=wd)).fit(
+            ref, splits(seed)["train"], splits(seed)["dev"])
+        for (_, a), (_, b) in zip(got.named_parameters(), ref.named_parameters(), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -33,6 +33,7 @@ in :attr:`GroupResult.note`. No checkpoints are written on this path.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -57,12 +58,15 @@ PATHS = ("auto", "vmap", "loop")
 
 @dataclass
 class Copy:
-    """One copy of a group: its seed (initialisation and data order) and its data."""
+    """One copy of a group: its seed (initialisation and data order), its data, and
+    optionally its own learning rate and weight decay (``None``: the group config's)."""
 
     seed: int
     train: Any
     dev: Any = None
     test: Any = None
+    lr: float | None = None
+    weight_decay: float | None = None
 
 
 @dataclass
@@ -90,18 +94,22 @@ def fit_lockstep(build: Callable[[], nn.Module], config: TrainConfig, copies: Se
                  path: str = "auto") -> GroupResult:
     """Train ``len(copies)`` models built by ``build`` (after each copy's seeding) together.
 
-    ``config.seed`` is ignored: each copy's seed is its own. Raises
+    ``config.seed`` is ignored: each copy's seed is its own, and so may be its ``lr``
+    and ``weight_decay`` (one group can hold a hyper-parameter grid). Raises
     :class:`RnnlabError` when the copies' data shapes differ (see the grouping rule).
     """
     check(path in PATHS, f"unknown path {path!r}; known paths: {', '.join(PATHS)}")
     check(len(copies) >= 1, "fit_lockstep needs at least one copy")
     copies = [Copy(c.seed, as_split(c.train, "train"),
                    None if c.dev is None else as_split(c.dev, "dev"),
-                   None if c.test is None else as_split(c.test, "test")) for c in copies]
+                   None if c.test is None else as_split(c.test, "test"),
+                   config.lr if c.lr is None else c.lr,
+                   config.weight_decay if c.weight_decay is None else c.weight_decay)
+              for c in copies]
     keys = {shape_key(c) for c in copies}
     check(len(keys) == 1, "copies in one lock-step group must have data of the same shapes "
           "(examples, length, features, targets); group them with fit_many")
-    configs = [config.replace(seed=c.seed) for c in copies]
+    configs = [config.replace(seed=c.seed, lr=c.lr, weight_decay=c.weight_decay) for c in copies]
     models = []
     for cfg in configs:
         seed_everything(cfg.seed)
@@ -134,18 +142,22 @@ def fit_many(jobs: Sequence[tuple[Hashable, Callable[[], nn.Module], TrainConfig
 
     Jobs share a group when their keys are equal (the caller's promise that ``build``
     makes the same architecture, e.g. ``("mine", length)``), their configs are equal
-    apart from the seed, and their data shapes agree. Returns the results and models
-    in job order and one note per group.
+    apart from the seed, learning rate and weight decay (each copy keeps its own), and
+    their data shapes agree. Returns the results and models in job order and one note
+    per group.
     """
     groups: dict[tuple, list[int]] = {}
     for index, (key, _, config, copy) in enumerate(jobs):
-        groups.setdefault((key, config.replace(seed=0), shape_key(copy)), []).append(index)
+        shared = config.replace(seed=0, lr=1.0, weight_decay=0.0)
+        groups.setdefault((key, shared, shape_key(copy)), []).append(index)
     results: list[Any] = [None] * len(jobs)
     models: list[Any] = [None] * len(jobs)
     notes = []
     for (key, _, _), members in groups.items():
         _, build, config, _ = jobs[members[0]]
-        group = fit_lockstep(build, config, [jobs[i][3] for i in members], path)
+        copies = [dataclasses.replace(jobs[i][3], lr=jobs[i][2].lr,
+                                      weight_decay=jobs[i][2].weight_decay) for i in members]
+        group = fit_lockstep(build, config, copies, path)
         for slot, i in enumerate(members):
             results[i], models[i] = group.results[slot], group.models[slot]
         notes.append(f"{key!r} x{len(members)}: {group.note}")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from rnnlab.engine.stacked_optim import make_stacked_optimizer
 from rnnlab.errors import NonFiniteError
 from rnnlab.train.data import batch_ranges, num_batches
 from rnnlab.train.trainer import FitResult, compute_loss, metric_sum_count
@@ -45,13 +46,9 @@ def run_schedule(group: _Group) -> list[FitResult]:
     nb = num_batches(n, cfg.batch_size)
     total = cfg.epochs * nb if cfg.max_steps is None else min(cfg.epochs * nb, cfg.max_steps)
     eval_every = cfg.eval_every or nb
-    params = list(group.params.values())
-    if cfg.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(
-            params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
+    optimizer = make_stacked_optimizer(list(group.params.values()), cfg.optimizer,
+                                       [c.lr for c in copies],
+                                       [c.weight_decay for c in copies], cfg.momentum)
     generators = [torch.Generator().manual_seed(c.seed) for c in copies]
     states = [_CopyState() for _ in copies]
     step = epoch = batch_in_epoch = last_eval = 0
@@ -86,7 +83,7 @@ def run_schedule(group: _Group) -> list[FitResult]:
     return _finish(group, states, step, epoch, seconds)
 
 
-def _train_step(group: _Group, optimizer: torch.optim.Optimizer, batch: _Stacked,
+def _train_step(group: _Group, optimizer: Any, batch: _Stacked,
                 states: list[_CopyState], step: int) -> Tensor:
     from rnnlab.engine.generic import clip_per_copy
 
