@@ -2,6 +2,7 @@
 
     python benchmarks/generic_lockstep.py              # 3 seeds x lengths 5..35, 5 epochs
     python benchmarks/generic_lockstep.py --epochs 2   # quicker
+    python benchmarks/generic_lockstep.py --lrs 1e-3,3e-3,1e-2   # a grid: 9 copies a group
 
 Two models a user would write: an ``nn.LSTM`` classifier (embedding 32, hidden 32,
 last state -> linear) and a model that is not recurrent at all (the embedded sequence
@@ -11,7 +12,8 @@ dev once per epoch) three ways, in the same process, one after the other:
 
 - ``loop``: :class:`rnnlab.train.Trainer`, one run after another;
 - ``vmap``: :func:`rnnlab.engine.generic.fit_many` forced onto the vmap path (the 3
-  seeds of a length train together; lengths cannot share a group, their shapes differ);
+  seeds of a length, times the learning rates of ``--lrs``, train together; lengths
+  cannot share a group, their shapes differ);
 - ``auto``: ``fit_many`` choosing per group by a timed first step.
 
 Printed: wall seconds of each, the ratios, which path ``auto`` took, and the largest
@@ -76,12 +78,16 @@ def cpu() -> str:
     return f"{model} ({', '.join(vector) or 'no avx2/avx512f/fma'})"
 
 
-def measure(model: str, lengths: list[int], seeds: int, config: TrainConfig) -> dict:
+def measure(model: str, lengths: list[int], seeds: int, lrs: list[float],
+            config: TrainConfig) -> dict:
     splits = {(n, s): get_task("digitsum", length=n).splits(s)
               for n in lengths for s in range(seeds)}
-    jobs = [((model, n), builders(model, n), config,
+    jobs = [((model, n), builders(model, n), config.replace(lr=lr),
              Copy(s, splits[n, s]["train"], splits[n, s]["dev"], splits[n, s]["test"]))
-            for n in lengths for s in range(seeds)]
+            for n in lengths for s in range(seeds) for lr in lrs]
+    warm = [(key, build, cfg.replace(max_steps=2), copy) for key, build, cfg, copy in jobs[:2]]
+    fit_many(warm, path="loop")  # first calls pay one-time costs: not the loop's fault
+    fit_many(warm, path="vmap")
     start = time.perf_counter()
     loop = []
     for _, build, cfg, copy in jobs:
@@ -108,18 +114,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--lengths", default="5,10,15,20,25,30,35")
+    parser.add_argument("--lrs", default="1e-3", help="learning rates (a grid multiplies runs)")
     parser.add_argument("--models", default="nn.LSTM classifier,flat MLP")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()
     torch.set_num_threads(1)
     lengths = [int(n) for n in args.lengths.split(",")]
+    lrs = [float(x) for x in args.lrs.split(",")]
     config = TrainConfig(epochs=args.epochs, batch_size=32, lr=1e-3, progress="off", threads=1)
     report = {"cpu": cpu(), "torch": torch.__version__, "epochs": args.epochs,
-              "lengths": lengths, "seeds": args.seeds, "models": []}
-    print(f"CPU: {report['cpu']}; torch {torch.__version__}; 1 thread; "
-          f"DigitSum lengths {lengths}, {args.seeds} seeds, {args.epochs} epochs of 10 steps")
+              "lengths": lengths, "seeds": args.seeds, "lrs": lrs, "models": []}
+    print(f"CPU: {report['cpu']}; torch {torch.__version__}; 1 thread; DigitSum lengths "
+          f"{lengths}, {args.seeds} seeds x lr {lrs}, {args.epochs} epochs of 10 steps")
     for model in args.models.split(","):
-        row = measure(model, lengths, args.seeds, config)
+        row = measure(model, lengths, args.seeds, lrs, config)
         report["models"].append(row)
         s = row["seconds"]
         print(f"{model:<20} loop {s['loop']:7.2f} s  vmap {s['vmap']:7.2f} s "
