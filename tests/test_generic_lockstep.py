@@ -211,3 +211,15 @@ def test_a_learning_rate_grid_in_one_group_equals_the_trainer(optimizer):
             ref, splits(seed)["train"], splits(seed)["dev"])
         for (_, a), (_, b) in zip(got.named_parameters(), ref.named_parameters(), strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layer, reason", [
+    (lambda: nn.BatchNorm1d(19), "changes its buffers while training"),
+    (lambda: nn.Dropout(0.5), "randomness"),
+])
+def test_models_vmap_cannot_copy_exactly_take_the_loop(layer, reason):
+    config = TrainConfig(max_steps=3, batch_size=32, progress="off")
+    splits = digitsum(5)
+    copies = [Copy(s, splits(s)["train"], splits(s)["dev"]) for s in (0, 1)]
+    group = fit_lockstep(lambda: nn.Sequential(UserMLP(10, 19, 5), layer()), config, copies)
+    assert group.path == "loop" and reason in group.note

@@ -233,15 +233,21 @@ class _Group:
     def vmap_problem(self) -> str | None:
         """Why this model cannot be vmapped (the first line of the error), or None."""
         batch = self._batch(self.train, [torch.arange(min(2, self.train.n))] * len(self.copies))
+        before = {n: b.clone() for n, b in self.buffers.items()}
         try:
             self.base.train()
             out = self.forward(self.params, batch.inputs, batch.lengths)
             out.sum().backward()
+            changed = any(not torch.equal(before[n], b) for n, b in self.buffers.items())
         except Exception as error:  # vmap's refusals are plain RuntimeErrors
             return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         finally:
             for p in self.params.values():
                 p.grad = None
+            for name, value in before.items():
+                self.buffers[name].copy_(value)
+        if changed:
+            return "the model changes its buffers while training (e.g. BatchNorm statistics)"
         return None
 
     def time_step(self) -> tuple[float, float]:
