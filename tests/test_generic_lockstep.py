@@ -189,6 +189,10 @@ def test_fit_many_groups_by_shape_and_keeps_job_order():
     assert len(notes) == 2 and all("x2: vmap" in note for note in notes)
     assert [m.length for m in models] == [5, 5, 6, 6]
     assert all(r.steps == 3 for r in results)
+    grid = [(key, build, config.replace(lr=lr), copy) for key, build, _, copy in jobs
+            for lr in (1e-3, 1e-2)]
+    _, _, notes = fit_many(grid, path="vmap")  # a learning-rate grid shares the groups
+    assert len(notes) == 2 and all("x4: vmap" in note for note in notes)
     mixed = [jobs[0][3], jobs[2][3]]  # lengths 5 and 6 in one group: refused
     with pytest.raises(RnnlabError, match="same shapes"):
         fit_lockstep(lambda: UserMLP(10, 19, 5), config, mixed)

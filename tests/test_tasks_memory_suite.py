@@ -237,3 +237,19 @@ def test_register_task_mistakes_are_one_sentence(user_task):
     assert get_task("first-bit").__class__ is Again
     with pytest.raises(RnnlabError, match="unknown task 'plain'"):
         get_task("plain")
+
+
+def test_tasks_lists_a_user_task_whose_parameters_have_no_defaults(capsys):
+    @dataclass
+    class Needs(Parity):
+        name: ClassVar[str] = "needs-width"
+        width: int = dataclasses.field(kw_only=True)
+
+    register_task(Needs)
+    try:
+        assert main(["tasks"]) == 0
+    finally:
+        unregister_task("needs-width")
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("needs-width "))
+    assert "chance: depends on parameters without defaults" in lines[at + 1]
