@@ -227,3 +227,39 @@ def test_models_vmap_cannot_copy_exactly_take_the_loop(layer, reason):
     copies = [Copy(s, splits(s)["train"], splits(s)["dev"]) for s in (0, 1)]
     group = fit_lockstep(lambda: nn.Sequential(UserMLP(10, 19, 5), layer()), config, copies)
     assert group.path == "loop" and reason in group.note
+
+
+class MaskedMean(nn.Module):
+    """Takes lengths: the mean of the valid steps' embeddings, per step or pooled."""
+
+    def __init__(self, per_step=False):
+        super().__init__()
+        self.per_step = per_step
+        self.embed = nn.Embedding(10, 8)
+        self.out = nn.Linear(8, 19)
+
+    def forward(self, x, lengths=None):
+        e = self.embed(x)
+        if self.per_step:
+            return self.out(torch.cumsum(e, dim=1))
+        valid = (torch.arange(x.shape[1]) < lengths.unsqueeze(1)).unsqueeze(-1)
+        return self.out((e * valid).sum(1) / lengths.unsqueeze(1))
+
+
+@pytest.mark.parametrize("per_step", [False, True])
+def test_data_with_lengths_equal_the_trainer(per_step):
+    from rnnlab.tasks import SplitData
+
+    def splits(seed):
+        g = torch.Generator().manual_seed(seed)
+        out = {}
+        for name, n in (("train", 64), ("dev", 20), ("test", 20)):
+            inputs = torch.randint(10, (n, 7), generator=g)
+            lengths = torch.randint(2, 8, (n,), generator=g)
+            targets = (torch.randint(19, (n, 7), generator=g) if per_step
+                       else inputs[:, 0] + inputs[:, 1])
+            out[name] = SplitData(inputs, targets, lengths)
+        return out
+
+    config = TrainConfig(max_steps=20, eval_every=5, batch_size=16, lr=1e-2, progress="off")
+    assert_same(config, lambda: MaskedMean(per_step), splits)

@@ -14,6 +14,7 @@ from rnnlab.tasks import (
     SplitData,
     Task,
     get_task,
+    memory_task,
     memory_task_names,
     register_task,
     task_names,
@@ -151,6 +152,10 @@ def test_every_suite_task_declares_an_axis_field_score_and_lengths():
             get_task(name, **{task.memory_axis: length})
         memory = task.describe_memory()
         assert 0.0 <= memory["chance_score"] < 1.0 and memory["score"]
+        assert getattr(memory_task(name, 17, n_test=5) if name != "digitsum"
+                       else memory_task(name, 17), task.memory_axis) == 17
+    with pytest.raises(RnnlabError, match="'sine' has no memory axis"):
+        memory_task("sine", 10)
 
 
 @dataclass

@@ -104,5 +104,16 @@ def get_task(name: str, **params: Any) -> Task:
     return task_class(name)(**params)
 
 
-__all__ = ["SplitData", "Task", "get_task", "memory_task_names", "register_task", "task_class",
-           "task_names", "unregister_task"]
+def memory_task(name: str, value: int, **params: Any) -> Task:
+    """The task ``name`` at ``value`` along its memory axis (what ``--lengths`` walks)."""
+    cls = task_class(name)
+    check(cls.memory_axis is not None,
+          f"task {name!r} has no memory axis, so the memory experiment cannot run it; "
+          f"tasks that have one: {', '.join(memory_task_names())}")
+    check(cls.memory_axis not in params,
+          f"{cls.memory_axis} of task {name!r} is set by the memory axis; do not also pass it")
+    return cls(**{cls.memory_axis: value}, **params)
+
+
+__all__ = ["SplitData", "Task", "get_task", "memory_task", "memory_task_names", "register_task",
+           "task_class", "task_names", "unregister_task"]
