@@ -216,9 +216,11 @@ class _Group:
         self.train = _stack([c.train for c in copies])
         self.dev = None if copies[0].dev is None else _stack([c.dev for c in copies])
         self.test = None if copies[0].test is None else _stack([c.test for c in copies])
-        self.kind = Trainer(config)._loss_kind(copies[0].train)
-        self.metric = config.metric if config.metric != "auto" else (
-            "mse" if copies[0].train.targets.is_floating_point() else "accuracy")
+        real = copies[0].train.targets.is_floating_point()  # as the trainer reads "auto"
+        self.kind = config.loss if config.loss != "auto" else ("mse" if real else "cross_entropy")
+        check(self.kind != "cross_entropy" or not real,
+              "loss 'cross_entropy' needs integer class targets, but the targets are real numbers")
+        self.metric = config.metric if config.metric != "auto" else ("mse" if real else "accuracy")
 
     def forward(self, params: dict[str, Tensor], inputs: Tensor,
                 lengths: Tensor | None) -> Tensor:
