@@ -521,13 +521,29 @@ def cells() -> None:
 
 @click.command("tasks")
 def tasks() -> None:
-    """List the tasks."""
+    """List the tasks; for those in the memory suite, the axis, score and chance."""
     from rnnlab.tasks import task_class, task_names
 
     for name in task_names():
+        memory = None
         try:
             cls = task_class(name)
             text = cls.description or _first_line(cls.__doc__)
+            if cls.memory_axis is not None:
+                memory = _memory_line(cls)
         except ImportError as err:  # one broken optional task must not hide the others
             text = f"(unavailable: {err})"
         click.echo(f"{name:<22} {text}")
+        if memory is not None:
+            click.echo(f"{'':<22} {memory}")
+
+
+def _memory_line(cls: type) -> str:
+    """Axis, score and chance of a memory-suite task, at its default parameters."""
+    axis = f"memory axis: {cls.memory_axis} ({cls.memory_axis_label})"
+    try:
+        memory = cls().describe_memory()  # chance may depend on the parameters
+    except (TypeError, RnnlabError, NotImplementedError):  # a user task without defaults
+        return f"{axis}; metric: {cls.metric}; chance: depends on parameters without defaults"
+    return (f"{axis}; score: {memory['score']}; chance {memory['chance']:.4g} "
+            f"= score {memory['chance_score']:.3g}")

@@ -56,13 +56,14 @@ def _measure(backend: str) -> float:
     """Best of three: training time per step (build and scoring left out)."""
     from rnnlab.engine.jobs import Job
     from rnnlab.engine.population import train_population
+    from rnnlab.models import model_config_for
     from rnnlab.tasks.digitsum import DigitSum
     from rnnlab.train.config import TrainConfig
 
     task = DigitSum(length=10)
     data = task.splits(0)
     config = TrainConfig(epochs=1, batch_size=8, eval_every=1000, progress="off")
-    job = Job(data["train"], data["dev"], task.model_config(cell="srn"), config)
+    job = Job(data["train"], data["dev"], model_config_for(task.spec, cell="srn"), config)
     best = float("inf")
     for _ in range(3):
         (result,) = train_population([job], backend=backend, workers=1)

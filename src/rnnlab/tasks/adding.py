@@ -38,6 +38,10 @@ class Adding(Task):
     head: ClassVar[str] = "regress-last"  # one real output read from the last state
     input: ClassVar[str] = "features"
     metric: ClassVar[str] = "mse"
+    memory_axis: ClassVar[str | None] = "length"
+    memory_axis_label: ClassVar[str] = ("sequence length: the first marked value is in "
+                                        "its first half")
+    memory_lengths: ClassVar[tuple[int, ...]] = (10, 20, 40, 60, 80, 100)
 
     length: int = 100
     n_train: int = 10000

@@ -3,8 +3,9 @@ metric, chance and a memoryless baseline."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -102,3 +103,47 @@ class Task:
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         """The test metric of the best model that sees only the current input."""
         raise NotImplementedError
+
+    # --- the memory experiment -----------------------------------------------------------
+    # Class-level, so a user's own subclass declares them the same way a built-in does.
+    memory_axis: ClassVar[str | None] = None  # the field --lengths walks; None: not a suite task
+    memory_axis_label: ClassVar[str] = ""  # what one step along the axis means, in words
+    memory_lengths: ClassVar[tuple[int, ...]] = ()  # the suite's default values of the axis
+
+    @property
+    def score_label(self) -> str:
+        """What :meth:`score` measures, in words (for ``rnnlab tasks`` and the report)."""
+        if self.metric == "accuracy":
+            return "accuracy"
+        return "1 - MSE / MSE of always answering the mean"
+
+    def score(self, metrics: Mapping[str, float] | float) -> float:
+        """The task's metric as a score in [0, 1], 1 perfect, so tasks share one scale.
+
+        ``metrics`` is the metric's value or a dict holding it under :attr:`metric`
+        (what ``Trainer.evaluate`` returns). Accuracy is its own score. An MSE task
+        scores ``1 - mse / chance``, where its :attr:`chance` is the MSE of always
+        answering the mean, so that answer scores 0; a model worse than it is
+        clipped to 0 rather than going negative.
+        """
+        value = float(metrics[self.metric] if isinstance(metrics, Mapping) else metrics)
+        if self.metric == "accuracy":
+            return value
+        return min(1.0, max(0.0, 1.0 - value / self.chance))
+
+    @property
+    def chance_score(self) -> float:
+        """:attr:`chance` on the score's scale (an accuracy task: the chance accuracy)."""
+        return self.score(self.chance)
+
+    def memoryless_score(self, splits: dict[str, SplitData]) -> float:
+        """:meth:`memoryless_baseline` on the score's scale."""
+        return self.score(self.memoryless_baseline(splits))
+
+    def describe_memory(self) -> dict[str, Any]:
+        """The uniform description the memory experiment reads: axis, score and chance."""
+        return {"name": self.name, "axis": self.memory_axis, "axis_label": self.memory_axis_label,
+                "lengths": list(self.memory_lengths), "metric": self.metric,
+                "score": self.score_label, "chance": self.chance,
+                "chance_score": self.chance_score}
+

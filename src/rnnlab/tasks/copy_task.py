@@ -57,6 +57,9 @@ class Copy(Task):
     head: ClassVar[str] = "tag"
     input: ClassVar[str] = "tokens"
     metric: ClassVar[str] = "accuracy"
+    memory_axis: ClassVar[str | None] = "length"
+    memory_axis_label: ClassVar[str] = "delay: blank steps between the symbols and the delimiter"
+    memory_lengths: ClassVar[tuple[int, ...]] = (5, 10, 20, 30, 40, 60, 80)
 
     length: int = 100
     n_symbols: int = 10

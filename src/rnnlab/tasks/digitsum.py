@@ -163,6 +163,9 @@ class DigitSum(Task):
     head: ClassVar[str] = "classify"
     input: ClassVar[str] = "tokens"
     metric: ClassVar[str] = "accuracy"
+    memory_axis: ClassVar[str | None] = "length"
+    memory_axis_label: ClassVar[str] = "sequence length: the two digits are read at its start"
+    memory_lengths: ClassVar[tuple[int, ...]] = (5, 10, 15, 20, 25, 30, 35)
 
     length: int = 10
     k_train: int = 3

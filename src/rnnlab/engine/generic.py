@@ -1,0 +1,334 @@
+"""The generic lock-step path: many copies of one architecture trained as one computation.
+
+For any ``nn.Module`` (a user's model, or one the C kernel cannot train), copies
+that differ only in seed and in data of the same shape are trained together:
+their parameters are stacked along a new leading dimension, the forward pass is
+``torch.func.vmap`` of ``functional_call`` over (parameters, batch), and one
+backward pass of the summed per-copy losses gives every copy its own gradient (each
+loss depends on its own slice only). Adam and SGD are elementwise, so one
+``torch.optim`` optimiser over the stacked tensors *is* one optimiser state per copy;
+clipping is done per copy (:func:`clip_per_copy`).
+
+Each copy follows the trainer's determinism contract (``rnnlab.train.trainer``):
+``seed_everything(seed)`` then ``build()``; its own data-order generator seeded with
+its seed; one step per batch; dev evaluation every ``eval_every`` steps and at the
+end; the best dev parameters restored; test scored with them. Loss and metric are
+the trainer's own functions applied to each copy's output, so a copy ends where
+the one-by-one :class:`~rnnlab.train.Trainer` ends, up to float rounding
+(``tests/test_generic_lockstep.py`` checks it).
+
+Grouping rule: copies train together only when their data have the same shapes
+(number of examples, sequence length, features, targets, lengths or none) and the
+same :class:`TrainConfig` apart from the seed, so every copy takes the same steps.
+:func:`fit_many` groups jobs by that rule; anything else lands in another group.
+
+Paths: ``"vmap"`` (the above), ``"loop"`` (the trainer, one copy after another) and
+``"auto"``: ``vmap`` when the model can be vmapped (``nn.RNN/LSTM/GRU`` are swapped
+for step-loop twins, :mod:`rnnlab.engine.twins`) *and* a timed forward-backward on
+the first batch says it is faster than the loop; otherwise the loop. On a CPU the
+loop often wins for models built on torch's fused LSTM (see docs/memory-suite.md),
+which is why the choice is measured, not assumed. Each group's choice is one line
+in :attr:`GroupResult.note`. No checkpoints are written on this path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from rnnlab.engine.twins import vmappable
+from rnnlab.errors import RnnlabError, check
+from rnnlab.seeding import seed_everything
+from rnnlab.tasks.base import SplitData
+from rnnlab.train import TrainConfig, Trainer
+from rnnlab.train.data import as_split
+from rnnlab.train.trainer import FitResult, compute_loss
+
+PATHS = ("auto", "vmap", "loop")
+
+
+@dataclass
+class Copy:
+    """One copy of a group: its seed (initialisation and data order), its data, and
+    optionally its own learning rate and weight decay (``None``: the group config's)."""
+
+    seed: int
+    train: Any
+    dev: Any = None
+    test: Any = None
+    lr: float | None = None
+    weight_decay: float | None = None
+
+
+@dataclass
+class GroupResult:
+    """What a group's training gives back: one result and one model per copy, in order."""
+
+    results: list[FitResult]
+    models: list[nn.Module]
+    path: str  # "vmap" or "loop"
+    note: str  # one line: which path and why
+
+
+def shape_key(copy: Copy) -> tuple:
+    """The data shapes that must agree for copies to share a group."""
+    def shapes(split: SplitData | None) -> tuple:
+        if split is None:
+            return ()
+        return (tuple(split.inputs.shape), split.inputs.dtype, tuple(split.targets.shape),
+                split.targets.dtype, split.lengths is not None)
+    return tuple(shapes(None if s is None else as_split(s)) for s in
+                 (copy.train, copy.dev, copy.test))
+
+
+def fit_lockstep(build: Callable[[], nn.Module], config: TrainConfig, copies: Sequence[Copy],
+                 path: str = "auto") -> GroupResult:
+    """Train ``len(copies)`` models built by ``build`` (after each copy's seeding) together.
+
+    ``config.seed`` is ignored: each copy's seed is its own, and so may be its ``lr``
+    and ``weight_decay`` (one group can hold a hyper-parameter grid). Raises
+    :class:`RnnlabError` when the copies' data shapes differ (see the grouping rule).
+    """
+    check(path in PATHS, f"unknown path {path!r}; known paths: {', '.join(PATHS)}")
+    check(len(copies) >= 1, "fit_lockstep needs at least one copy")
+    copies = [Copy(c.seed, as_split(c.train, "train"),
+                   None if c.dev is None else as_split(c.dev, "dev"),
+                   None if c.test is None else as_split(c.test, "test"),
+                   config.lr if c.lr is None else c.lr,
+                   config.weight_decay if c.weight_decay is None else c.weight_decay)
+              for c in copies]
+    keys = {shape_key(c) for c in copies}
+    check(len(keys) == 1, "copies in one lock-step group must have data of the same shapes "
+          "(examples, length, features, targets); group them with fit_many")
+    configs = [config.replace(seed=c.seed, lr=c.lr, weight_decay=c.weight_decay) for c in copies]
+    models = []
+    for cfg in configs:
+        seed_everything(cfg.seed)
+        models.append(build())
+    if path == "loop" or len(copies) == 1:
+        why = "asked for" if path == "loop" else "a single copy"
+        return _loop(models, configs, copies, f"loop ({why})")
+    group = _Group(models, config, copies)
+    reason = group.vmap_problem()
+    if reason is not None:
+        if path == "vmap":
+            raise RnnlabError(f"this model cannot be trained on the vmap path: {reason}")
+        return _loop(models, configs, copies, f"loop (vmap impossible: {reason})")
+    if path == "auto":
+        vmap_s, loop_s = group.time_step()
+        if vmap_s >= loop_s:
+            return _loop(models, configs, copies,
+                         f"loop (timed: vmap {1e3 * vmap_s:.1f} ms/step for {len(copies)} copies, "
+                         f"loop {1e3 * loop_s:.1f} ms)")
+        note = (f"vmap (timed: {1e3 * vmap_s:.1f} ms/step for {len(copies)} copies, "
+                f"loop {1e3 * loop_s:.1f} ms)")
+    else:
+        note = "vmap (asked for)"
+    return GroupResult(group.fit(), models, "vmap", note)
+
+
+def fit_many(jobs: Sequence[tuple[Hashable, Callable[[], nn.Module], TrainConfig, Copy]],
+             path: str = "auto") -> tuple[list[FitResult], list[nn.Module], list[str]]:
+    """Group ``(architecture key, build, config, copy)`` jobs and train each group.
+
+    Jobs share a group when their keys are equal (the caller's promise that ``build``
+    makes the same architecture, e.g. ``("mine", length)``), their configs are equal
+    apart from the seed, learning rate and weight decay (each copy keeps its own), and
+    their data shapes agree. Returns the results and models in job order and one note
+    per group.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for index, (key, _, config, copy) in enumerate(jobs):
+        shared = config.replace(seed=0, lr=1.0, weight_decay=0.0)
+        groups.setdefault((key, shared, shape_key(copy)), []).append(index)
+    results: list[Any] = [None] * len(jobs)
+    models: list[Any] = [None] * len(jobs)
+    notes = []
+    for (key, _, _), members in groups.items():
+        _, build, config, _ = jobs[members[0]]
+        copies = [dataclasses.replace(jobs[i][3], lr=jobs[i][2].lr,
+                                      weight_decay=jobs[i][2].weight_decay) for i in members]
+        group = fit_lockstep(build, config, copies, path)
+        for slot, i in enumerate(members):
+            results[i], models[i] = group.results[slot], group.models[slot]
+        notes.append(f"{key!r} x{len(members)}: {group.note}")
+    return results, models, notes
+
+
+def _loop(models: list[nn.Module], configs: list[TrainConfig], copies: list[Copy],
+          note: str) -> GroupResult:
+    results = [Trainer(cfg).fit(model, c.train, c.dev, c.test)
+               for model, cfg, c in zip(models, configs, copies, strict=True)]
+    return GroupResult(results, models, "loop", note)
+
+
+def clip_per_copy(grads: list[Tensor], config: TrainConfig) -> None:
+    """The trainer's clipping (value, per parameter, global norm) for each copy, in place.
+
+    ``grads`` are stacked ``(M, ...)``; norms are taken over everything but dim 0, with
+    the ``1e-6`` that ``torch.nn.utils.clip_grad_norm_`` adds.
+    """
+    def norms(g: Tensor) -> Tensor:
+        return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
+
+    def scale(g: Tensor, factor: Tensor) -> None:
+        g.mul_(factor.reshape((-1,) + (1,) * (g.dim() - 1)))
+
+    if config.clip_value is not None:
+        for g in grads:
+            g.clamp_(-config.clip_value, config.clip_value)
+    if config.clip_per_param is not None:
+        for g in grads:
+            scale(g, (config.clip_per_param / (norms(g) + 1e-6)).clamp(max=1.0))
+    if config.clip_norm is not None:
+        total = torch.linalg.vector_norm(torch.stack([norms(g) for g in grads]), dim=0)
+        factor = (config.clip_norm / (total + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            scale(g, factor)
+
+
+class _Group:
+    """Stacked parameters, the vmapped forward and the trainer's schedule for all copies."""
+
+    def __init__(self, models: list[nn.Module], config: TrainConfig, copies: list[Copy]) -> None:
+        self.models, self.config, self.copies = models, config, copies
+        self.base = vmappable(models[0])
+        first = dict(models[0].named_parameters())
+        for model in models[1:]:
+            other = dict(model.named_parameters())
+            check(list(other) == list(first) and all(
+                other[n].shape == first[n].shape for n in first),
+                "copies in one lock-step group must have the same parameters; build made "
+                "models with different parameter names or shapes")
+        self.params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
+                       .requires_grad_() for n in first}
+        self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models])
+                        for n, _ in models[0].named_buffers()}
+        self.train = _stack([c.train for c in copies])
+        self.dev = None if copies[0].dev is None else _stack([c.dev for c in copies])
+        self.test = None if copies[0].test is None else _stack([c.test for c in copies])
+        real = copies[0].train.targets.is_floating_point()  # as the trainer reads "auto"
+        self.kind = config.loss if config.loss != "auto" else ("mse" if real else "cross_entropy")
+        check(self.kind != "cross_entropy" or not real,
+              "loss 'cross_entropy' needs integer class targets, but the targets are real numbers")
+        self.metric = config.metric if config.metric != "auto" else ("mse" if real else "accuracy")
+
+    def forward(self, params: dict[str, Tensor], inputs: Tensor,
+                lengths: Tensor | None) -> Tensor:
+        def one(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor,
+                lens: Tensor | None) -> Tensor:
+            out = (functional_call(self.base, (p, b), (x,)) if lens is None
+                   else functional_call(self.base, (p, b), (x,), {"lengths": lens}))
+            return out[0] if isinstance(out, tuple) else out
+        return vmap(one, in_dims=(0, 0, 0, None if lengths is None else 0))(
+            params, self.buffers, inputs, lengths)
+
+    def vmap_problem(self) -> str | None:
+        """Why this model cannot be vmapped (the first line of the error), or None."""
+        batch = self._batch(self.train, [torch.arange(min(2, self.train.n))] * len(self.copies))
+        before = {n: b.clone() for n, b in self.buffers.items()}
+        try:
+            self.base.train()
+            out = self.forward(self.params, batch.inputs, batch.lengths)
+            out.sum().backward()
+            changed = any(not torch.equal(before[n], b) for n, b in self.buffers.items())
+        except Exception as error:  # vmap's refusals are plain RuntimeErrors
+            return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        finally:
+            for p in self.params.values():
+                p.grad = None
+            for name, value in before.items():
+                self.buffers[name].copy_(value)
+        if changed:
+            return "the model changes its buffers while training (e.g. BatchNorm statistics)"
+        return None
+
+    def time_step(self) -> tuple[float, float]:
+        """Seconds of one forward-backward on a first-size batch: all copies, vmap vs loop."""
+        size = min(self.config.batch_size, self.train.n)
+        index = [torch.arange(size)] * len(self.copies)
+        batch = self._batch(self.train, index)
+
+        def vmapped() -> None:
+            loss = self._losses(self.forward(self.params, batch.inputs, batch.lengths), batch)
+            loss.sum().backward()
+
+        def looped() -> None:
+            for m, model in enumerate(self.models):
+                x = batch.inputs[m]
+                out = model(x) if batch.lengths is None else model(x, lengths=batch.lengths[m])
+                out = out[0] if isinstance(out, tuple) else out
+                compute_loss(out, batch.targets[m], None if batch.lengths is None
+                             else batch.lengths[m], self.kind, self.config.reduction)[0].backward()
+
+        timings = [_best_of(vmapped), _best_of(looped)]
+        for tensor in [*self.params.values(), *(p for m in self.models for p in m.parameters())]:
+            tensor.grad = None
+        return timings[0], timings[1]
+
+    def _batch(self, data: _Stacked, index: list[Tensor]) -> _Stacked:
+        rows = torch.stack(index)
+        pick = torch.arange(len(index)).unsqueeze(1)
+        lengths = None if data.lengths is None else data.lengths[pick, rows]
+        return _Stacked(data.inputs[pick, rows], data.targets[pick, rows], lengths, rows.shape[1])
+
+    def _losses(self, output: Tensor, batch: _Stacked) -> Tensor:
+        """Each copy's loss ``(M,)``, as ``compute_loss`` gives it for that copy alone."""
+        size, targets, reduction = len(self.copies), batch.targets, self.config.reduction
+        if batch.lengths is not None:  # masking by lengths: the trainer's own code, per copy
+            return torch.stack([compute_loss(output[m], targets[m], batch.lengths[m],
+                                             self.kind, reduction)[0] for m in range(size)])
+        if self.kind == "cross_entropy":  # -100 targets add 0 and are not counted
+            terms = F.cross_entropy(output.reshape(-1, output.shape[-1]), targets.reshape(-1),
+                                    reduction="none").reshape(size, -1)
+            counts = (targets != -100).reshape(size, -1).sum(1)
+        else:
+            terms = (output - targets.to(output.dtype).reshape(output.shape)) ** 2
+            terms = terms.reshape(size, -1)
+            counts = torch.full((size,), terms.shape[1])
+        total = terms.sum(1)
+        return total if reduction == "sum" else total / counts
+
+    def fit(self) -> list[FitResult]:
+        from rnnlab.engine.generic_schedule import run_schedule
+
+        return run_schedule(self)
+
+
+@dataclass
+class _Stacked:
+    """The copies' splits stacked: ``inputs (M, N, ...)``, ``targets (M, N, ...)``."""
+
+    inputs: Tensor
+    targets: Tensor
+    lengths: Tensor | None
+    n: int
+
+
+def _stack(splits: list[SplitData]) -> _Stacked:
+    lengths = None if splits[0].lengths is None else torch.stack([s.lengths for s in splits])
+    return _Stacked(torch.stack([s.inputs for s in splits]),
+                    torch.stack([s.targets for s in splits]), lengths, len(splits[0]))
+
+
+def _best_of(fn: Callable[[], None], repeats: int = 2) -> float:
+    fn()  # warm-up: first calls allocate
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+__all__ = ["PATHS", "Copy", "GroupResult", "clip_per_copy", "fit_lockstep", "fit_many",
+           "shape_key"]

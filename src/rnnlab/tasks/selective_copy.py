@@ -1,0 +1,119 @@
+"""Selective copying (as in MAD, Poli et al., 2024): copy the few symbols hidden in noise.
+
+Tokens: 0 is the noise (blank) token, 1..K are symbols, K+1 is the delimiter. The
+first ``length`` steps are noise except at ``n_symbols`` positions drawn at random
+(distinct, different in every sequence), which hold random symbols; then comes the
+delimiter and ``n_symbols`` blank recall steps. The target is the symbols in the order
+they appeared, on the recall steps, and -100 (not scored) everywhere else::
+
+    input : 0 s1 0 0 s2 0 .. 0 s3 0  D  0  0  0
+    target: - -  - - -  - .. - -  -  -  s1 s2 s3     (- is -100: not scored)
+
+Unlike :mod:`~rnnlab.tasks.copy_task`, the symbols do not sit at fixed steps, so a
+model must *select* what to store (which steps carry content) as well as hold it: a
+fixed delay line cannot solve it. The memory axis is ``length``, the stretch the
+symbols are scattered over; the first symbol waits up to ``length + n_symbols`` steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from rnnlab.errors import check
+from rnnlab.tasks.base import SplitData, Task
+from rnnlab.tasks.memoryless import lookup_accuracy
+
+IGNORE = -100  # target of the steps that are not scored (torch's cross_entropy ignore_index)
+
+
+@dataclass
+class SelectiveCopy(Task):
+    """Per-step tagging: after the delimiter, name the scattered symbols in order.
+
+    Inputs ``(N, length + 1 + S)`` int64 tokens in ``[0, K + 1]``; targets of the
+    same shape, the symbols ``1..K`` on the last ``S`` steps and -100 elsewhere;
+    metric and score: accuracy on the recall steps. Symbols are uniform over the K,
+    so chance (the best constant answer) is ``1/K``; the memoryless baseline, a lookup
+    from the current token to the most frequent target on the recall steps, sees
+    only blanks there and lands at chance too.
+    """
+
+    name: ClassVar[str] = "selective-copy"
+    description: ClassVar[str] = "copy the few symbols scattered among noise, in order (MAD)"
+    head: ClassVar[str] = "tag"
+    input: ClassVar[str] = "tokens"
+    metric: ClassVar[str] = "accuracy"
+    memory_axis: ClassVar[str | None] = "length"
+    memory_axis_label: ClassVar[str] = "sequence length: noise steps the symbols are scattered over"
+    memory_lengths: ClassVar[tuple[int, ...]] = (8, 16, 24, 32, 48, 64)
+
+    length: int = 32
+    n_symbols: int = 4
+    alphabet: int = 8
+    n_train: int = 10000
+    n_dev: int = 1000
+    n_test: int = 1000
+
+    def __post_init__(self) -> None:
+        check(self.n_symbols >= 1, f"n_symbols must be at least 1, got {self.n_symbols}")
+        check(self.length >= self.n_symbols,
+              f"length ({self.length}) must be at least n_symbols ({self.n_symbols}): the "
+              "symbols are placed at distinct steps of the first length steps")
+        check(self.alphabet >= 2,
+              f"alphabet must have at least 2 symbols so there is something to remember, "
+              f"got {self.alphabet}")
+        self.check_split_sizes()
+
+    @property
+    def total_length(self) -> int:
+        return self.length + 1 + self.n_symbols
+
+    @property
+    def delimiter(self) -> int:
+        return self.alphabet + 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.alphabet + 2
+
+    @property
+    def num_outputs(self) -> int:
+        return self.alphabet + 1  # class 0 (noise) is never a target, kept for the layout
+
+    @property
+    def recall_steps(self) -> slice:
+        return slice(self.length + 1, None)
+
+    @property
+    def chance(self) -> float:
+        """Recall accuracy of the best constant answer: every symbol has probability 1/K."""
+        return 1.0 / self.alphabet
+
+    def generate(self, n: int, generator: torch.Generator) -> SplitData:
+        symbols = torch.randint(1, self.alphabet + 1, (n, self.n_symbols), generator=generator)
+        # n_symbols distinct steps per sequence, sorted so the order of appearance is
+        # the order of the symbols.
+        scores = torch.rand(n, self.length, generator=generator)
+        positions = scores.argsort(dim=1)[:, :self.n_symbols].sort(dim=1).values
+        inputs = torch.zeros(n, self.total_length, dtype=torch.int64)
+        inputs.scatter_(1, positions, symbols)
+        inputs[:, self.length] = self.delimiter
+        targets = torch.full((n, self.total_length), IGNORE, dtype=torch.int64)
+        targets[:, self.recall_steps] = symbols
+        return SplitData(inputs, targets)
+
+    def splits(self, seed: int = 0) -> dict[str, SplitData]:
+        sizes = {"train": self.n_train, "dev": self.n_dev, "test": self.n_test}
+        return {name: self.generate(n, torch.Generator().manual_seed(3 * seed + k))
+                for k, (name, n) in enumerate(sizes.items())}
+
+    def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
+        """Recall accuracy of "current token -> most frequent target", fitted on the
+        train split's recall steps and scored on the test split's."""
+        train, test = splits["train"], splits["test"]
+        recall = self.recall_steps
+        return lookup_accuracy(train.inputs[:, recall], train.targets[:, recall],
+                               test.inputs[:, recall], test.targets[:, recall])
