@@ -20,10 +20,12 @@ MEMORY = [
     ["--hidden", HUGE], ["--hidden", "100000"], ["--embedding", "0"],
     ["--embedding", "1000000000"], ["--epochs", "0"], ["--epochs", "-1"],
     ["--batch-size", "0"], ["--lr", "0"], ["--lr", "-1"], ["--lr", "nan"], ["--lr", "inf"],
-    ["--lr", "1e300"], ["--clip", "inf"], ["--clip", "nan"], ["--clip", "-1"],
-    ["--clip", "1e300"], ["--eval-every", "0"], ["--init", "ones"], ["--optimizer", "rmsprop"],
-    ["--k-train", "0"], ["--k-dev", "0"], ["--k-test", "-2"], ["--k-train", "10000000"],
-    ["--k-train", HUGE], ["--no-such-option"], ["--seeds"],
+    ["--lr", "1e300"], ["--clip-norm", "inf"], ["--clip-norm", "nan"], ["--clip-norm", "-1"],
+    ["--clip-norm", "1e300"], ["--eval-every", "0"], ["--init", "ones"],
+    ["--optimizer", "rmsprop"],
+    ["--task-param", "k_train=0"], ["--task-param", "k_dev=0"], ["--task-param", "k_test=-2"],
+    ["--task-param", "k_train=10000000"], ["--task-param", "k_train=" + HUGE],
+    ["--no-such-option"], ["--seeds"],
 ]
 
 TRAIN = [

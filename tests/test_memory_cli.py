@@ -10,7 +10,8 @@ import pytest
 from rnnlab.cli import main
 
 TINY = ["--cells", "srn,lstm", "--lengths", "3,6", "--seeds", "2", "--epochs", "2",
-        "--k-train", "1", "--k-dev", "1", "--k-test", "1", "--eval-every", "5"]
+        "--task-param", "k_train=1", "--task-param", "k_dev=1", "--task-param", "k_test=1",
+        "--eval-every", "5"]
 
 
 def _rows(path):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from torture_classes.common import Tally, one_line, rnnlab, start
 
-BASE = ["memory", "--seeds", "2", "--k-train", "1", "--k-dev", "1", "--k-test", "1",
+BASE = ["memory", "--seeds", "2",
+        "--task-param", "k_train=1", "--task-param", "k_dev=1", "--task-param", "k_test=1",
         "--hidden", "8", "--embedding", "8", "--epochs", "3", "--eval-every", "5",
         "--engine", "loop"]
 GRID_A = [*BASE, "--cells", "srn,gru", "--lengths", "5,7"]

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from torture_classes.common import Tally, one_line, rnnlab, temporaries
 
-GRID = ["memory", "--cells", "srn,lstm", "--lengths", "5,7", "--seeds", "2", "--k-train", "1",
-        "--k-dev", "1", "--k-test", "1", "--hidden", "48", "--embedding", "8", "--epochs",
-        "2", "--eval-every", "5", "--engine", "loop"]
+GRID = ["memory", "--cells", "srn,lstm", "--lengths", "5,7", "--seeds", "2",
+        "--task-param", "k_train=1", "--task-param", "k_dev=1", "--task-param", "k_test=1",
+        "--hidden", "48", "--embedding", "8", "--epochs", "2", "--eval-every", "5",
+        "--engine", "loop"]
 TRAIN = ["train", "digitsum", "--length", "5", "--hidden", "160", "--embedding", "8",
          "--max-steps", "20", "--eval-every", "5", "--quiet"]
 FULL = ("No space left on device", "nothing already saved was damaged")

@@ -14,8 +14,9 @@ from torture_classes.common import Tally, rnnlab, start, temporaries
 
 TRAIN = ["train", "digitsum", "--length", "6", "--hidden", "8", "--embedding", "8",
          "--epochs", "4", "--eval-every", "5", "--quiet"]
-GRID = ["memory", "--cells", "srn,gru", "--lengths", "5,7", "--seeds", "2", "--k-train", "1",
-        "--k-dev", "1", "--k-test", "1", "--hidden", "8", "--embedding", "8", "--epochs", "4",
+GRID = ["memory", "--cells", "srn,gru", "--lengths", "5,7", "--seeds", "2",
+        "--task-param", "k_train=1", "--task-param", "k_dev=1", "--task-param", "k_test=1",
+        "--hidden", "8", "--embedding", "8", "--epochs", "4",
         "--eval-every", "5"]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import click
 import tomllib
 
+from rnnlab.cli.vocab import renamed_key
 from rnnlab.errors import RnnlabError
 from rnnlab.io import atomic_write_text
 
@@ -76,12 +77,18 @@ def load_config(ctx: click.Context, path: Path) -> dict[str, Any]:
     for key, value in data.items():
         if isinstance(value, dict) and key in _command_names():
             continue  # another command's table
+        old = renamed_key(ctx.command, key, value) if key not in names else None
+        if old is not None:  # an old spelling: k-test = 2 is task-param = ["k_test=2"]
+            key, value = old
         if key not in names:
             known = sorted({p.name.replace("_", "-") for p in names.values() if p.name})
             raise RnnlabError(f"{path}: unknown setting {key!r} for rnnlab {ctx.command.name}; "
                               f"known: {', '.join(known)}")
         param = names[key]
-        default_map[param.name] = _as_option_value(param, value, key, path)
+        value = _as_option_value(param, value, key, path)
+        if param.multiple:  # several keys may feed one repeatable option
+            value = [*default_map.get(param.name, []), *value]
+        default_map[param.name] = value
     return default_map
 
 
@@ -128,7 +135,18 @@ def to_toml(settings: dict[str, Any], comment: str = "") -> str:
 def resolved_settings(ctx: click.Context) -> dict[str, Any]:
     """The command's option values as they were resolved (file, command line, defaults)."""
     skip = {"config", "json", "as_json", "quiet", "resume", "out"}
-    return {name: value for name, value in ctx.params.items() if name not in skip}
+    return {_file_key(ctx.command, name): value for name, value in ctx.params.items()
+            if name not in skip}
+
+
+def _file_key(command: click.Command, name: str) -> str:
+    """The key a file uses for parameter ``name``: its option's long name (``clip-norm``
+    even where the parameter is called ``clip``)."""
+    for param in command.params:
+        longs = [opt for opt in param.opts if opt.startswith("--")]
+        if param.name == name and isinstance(param, click.Option) and longs:
+            return longs[0][2:]
+    return name
 
 
 def write_resolved(ctx: click.Context, folder: str | os.PathLike,

@@ -2,23 +2,66 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from rnnlab.cells.init import init_names
 from rnnlab.cli.config import config_option, write_resolved
+from rnnlab.cli.values import parse_value
+from rnnlab.cli.vocab import VocabCommand, task_param_aliases
+from rnnlab.engine.population import WORKERS_ENV
 from rnnlab.errors import RnnlabError
 from rnnlab.experiments.grid import (
     DEFAULT_CELLS,
     DEFAULT_LENGTHS,
     DEFAULT_SEEDS,
     DEFAULT_THRESHOLD,
+    SETTINGS,
     MemoryConfig,
 )
 from rnnlab.experiments.memory import run_memory
 from rnnlab.experiments.runners import ENGINES
 from rnnlab.protocols import protocol_names
+
+# The task parameters an experiment may set (--task-param KEY=VALUE).
+TASK_SETTINGS = tuple(name for name, (section, _) in SETTINGS.items() if section == "task")
+
+
+def memory_task_params(pairs: tuple[str, ...]) -> dict[str, typing.Any]:
+    """``--task-param KEY=VALUE`` pairs as typed :class:`MemoryConfig` fields."""
+    kinds = typing.get_type_hints(MemoryConfig)
+    params: dict[str, typing.Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not (sep and key):
+            raise RnnlabError(f"--task-param expects KEY=VALUE, got {pair!r}")
+        if key not in TASK_SETTINGS:
+            raise RnnlabError(f"--task-param {key}: the experiment sets only these task "
+                              f"parameters: {', '.join(TASK_SETTINGS)}")
+        params[key] = parse_value(value, kinds[key], key, "--task-param")
+    return params
+
+
+@contextlib.contextmanager
+def limit_workers(workers: int | None) -> Iterator[None]:
+    """While the command runs, the engine uses at most ``workers`` threads."""
+    before = os.environ.get(WORKERS_ENV)
+    if workers is not None:
+        os.environ[WORKERS_ENV] = str(workers)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(WORKERS_ENV, None)
+        else:
+            os.environ[WORKERS_ENV] = before
 
 
 def _names(text: str, option: str) -> tuple[str, ...]:
@@ -41,7 +84,8 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 
 
 @config_option
-@click.command("memory")
+@click.command("memory", cls=VocabCommand,
+               renamed={"--clip": ("--clip-norm", "{}"), **task_param_aliases(*TASK_SETTINGS)})
 @click.option("--cells", default=",".join(DEFAULT_CELLS), show_default=True,
               help="Comma-separated cell names.")
 @click.option("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), show_default=True,
@@ -65,14 +109,19 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--batch-size", type=int, help="Examples per optimiser step.")
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
-@click.option("--clip", type=float,
+@click.option("--clip-norm", "clip", type=float,
               help="Clip the global gradient norm to this value (0: no clipping).")
 @click.option("--eval-every", type=int, help="Evaluate on dev every N steps.")
 @click.option("--init", type=click.Choice(init_names()), help="Cell initialiser.")
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle training batches.")
-@click.option("--k-train", type=int, help="DigitSum copies per digit pair in train (100*k).")
-@click.option("--k-dev", type=int, help="Copies per digit pair in dev.")
-@click.option("--k-test", type=int, help="Copies per digit pair in test.")
+@click.option("--task-param", "task_param", multiple=True, metavar="KEY=VALUE",
+              help="A task parameter, e.g. k_test=20 (DigitSum copies per digit pair; "
+                   f"repeatable; known: {', '.join(TASK_SETTINGS)}).")
+@click.option("--workers", type=click.IntRange(min=1),
+              show_default="the CPUs this process may use",
+              help="Cores the experiment may use (threads training runs side by side).")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
+@click.option("--quiet", is_flag=True, help="No progress and no horizon lines.")
 @click.option("--retry-failed", is_flag=True,
               help="Train again the runs recorded as failed (a rerun skips them otherwise).")
 @click.pass_context
@@ -84,14 +133,22 @@ def memory(ctx: click.Context, cells: str, lengths: str, out: Path, retry_failed
     training fails (a non-finite loss) is recorded as failed and the others go on;
     --retry-failed trains the failed ones again.
     """
+    as_json, quiet = options.pop("as_json"), options.pop("quiet")
+    ctx.with_resource(limit_workers(options.pop("workers")))
+    options.update(memory_task_params(options.pop("task_param")))
     config = MemoryConfig(cells=_names(cells, "--cells"), lengths=_ints(lengths, "--lengths"),
                           **options)
-    outcome = run_memory(config, out, retry_failed=retry_failed)
+    outcome = run_memory(config, out, retry_failed=retry_failed,
+                         progress=False if (quiet or as_json) else None)
     write_resolved(ctx, out)
-    for info in outcome.summary["cells"].values():
-        click.echo(info["horizon_text"])
+    if as_json:
+        click.echo(json.dumps(outcome.summary, indent=2, default=str))
+    elif not quiet:
+        for info in outcome.summary["cells"].values():
+            click.echo(info["horizon_text"])
     failed = outcome.summary["runs"]["failed"]
     if failed:
         click.echo(f"{failed} run(s) failed; see the report's 'Every run' table for why, "
                    "and rerun with --retry-failed to try them again", err=True)
-    click.echo(f"Report: {outcome.report}")
+    if not (quiet or as_json):
+        click.echo(f"Report: {outcome.report}")

@@ -8,6 +8,7 @@ any other setting, typed by the setting's field.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from pathlib import Path
 from typing import Any
@@ -44,18 +45,26 @@ def _recipe_command(name: str) -> click.Command:
     has_data = "data_dir" in info["settings"]
 
     def callback(out: Path | None, fast: bool, seed: int | None, data_dir: Path | None = None,
-                 settings: tuple[str, ...] = ()) -> None:
+                 settings: tuple[str, ...] = (), as_json: bool = False,
+                 quiet: bool = False) -> None:
         overrides = parse_settings(name, settings)
         if seed is not None:
             overrides["seed"] = seed
         if data_dir is not None:
             overrides["data_dir"] = str(data_dir)
         folder = out or Path("runs") / "recipes" / (f"{name}-fast" if fast else name)
-        click.echo(f"recipe {name}{' (fast)' if fast else ''} -> {folder}", err=True)
+        if not (quiet or as_json):
+            click.echo(f"recipe {name}{' (fast)' if fast else ''} -> {folder}", err=True)
         from rnnlab.io import ensure_dir
 
         ensure_dir(folder)
         result = run_recipe(name, folder, fast=fast, **overrides)
+        if as_json:
+            click.echo(json.dumps({**dataclasses.asdict(result),
+                                   "beats_baseline": result.beats_baseline},
+                                  indent=2, default=str))
+        if quiet or as_json:
+            return
         better = "beats" if result.beats_baseline else "does not beat"
         click.echo(f"{name}, {result.model}: test {result.metric} {result.score:.4f}, {better} "
                    f"the memoryless baseline {result.baseline:.4f} (chance {result.chance:.4f}); "
@@ -64,19 +73,23 @@ def _recipe_command(name: str) -> click.Command:
 
     params: list[click.Parameter] = [
         click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder for the results [runs/recipes/NAME]."),
+                     show_default="runs/recipes/NAME", help="Folder for the results."),
         click.Option(["--fast"], is_flag=True,
                      help="A seconds-long check run with smaller settings, not the seed's."),
-        click.Option(["--seed"], type=click.IntRange(0, 2**32 - 1),
-                     help="Random seed [the recipe's]."),
+        click.Option(["--seed"], type=click.IntRange(0, 2**32 - 1), show_default="the recipe's",
+                     help="Seeds the model, the data order and the data."),
         click.Option(["--set", "settings"], multiple=True, metavar="KEY=VALUE",
                      help="Any other setting, e.g. iterations=200 (repeatable; see "
                           "`rnnlab recipe list --verbose`)."),
+        click.Option(["--json", "as_json"], is_flag=True,
+                     help="Print the result (score, baseline, files) as JSON."),
+        click.Option(["--quiet"], is_flag=True, help="Print nothing (files are written)."),
     ]
     if has_data:
         params.insert(2, click.Option(
             ["--data-dir"], type=click.Path(file_okay=False, path_type=Path),
-            help="Folder with the data files [$RNNLAB_DATA_DIR or ~/.cache/rnnlab/...]."))
+            show_default="$RNNLAB_DATA_DIR or ~/.cache/rnnlab/...",
+            help="Folder with the data files."))
     return click.Command(name, callback=callback, params=params,
                          help=f"{info['summary']}\n\nThe seed reports: {info['seed_report']}.",
                          short_help=info["summary"])
@@ -84,8 +97,14 @@ def _recipe_command(name: str) -> click.Command:
 
 @click.command("list")
 @click.option("--verbose", "-v", is_flag=True, help="Show every recipe's default settings.")
-def list_recipes(verbose: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print every recipe's summary, seed report and settings as JSON.")
+def list_recipes(verbose: bool, as_json: bool) -> None:
     """List the recipes, what each reproduces and what the seed reports."""
+    if as_json:
+        click.echo(json.dumps({name: describe(name) for name in recipe_names()}, indent=2,
+                              default=str))
+        return
     for name in recipe_names():
         info = describe(name)
         click.echo(f"{name:14s} {info['summary']}")

@@ -120,12 +120,14 @@ def task_params_from_options(task_cls: type, length: int | None,
 @click.option("--task-param", "task_param", multiple=True, metavar="KEY=VALUE",
               help="Any other task parameter, e.g. k_test=20 (repeatable).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of the task's data files (its data_dir): MNIST's IDX files "
-                   "[$RNNLAB_DATA_DIR, else ~/.cache/rnnlab/mnist], DigitSum's *.txt.")
+              show_default="the task's: $RNNLAB_DATA_DIR, else ~/.cache/rnnlab/mnist",
+              help="Folder of the task's data files (its data_dir): MNIST's IDX files, "
+                   "DigitSum's *.txt.")
 @click.option("--protocol", default="default", show_default=True,
               type=click.Choice(protocol_names()),
               help="Named hyper-parameters; 'nndl' is seed 004. Options given here win.")
-@click.option("--cell", type=click.Choice(_cell_names()), help="Recurrent cell [srn].")
+@click.option("--cell", type=click.Choice(_cell_names()), show_default="srn",
+              help="Recurrent cell.")
 @click.option("--hidden", type=click.IntRange(min=1), help="Hidden units.")
 @click.option("--embedding", type=click.IntRange(min=1), help="Token embedding size.")
 @click.option("--layers", type=click.IntRange(min=1), help="Stacked recurrent layers.")
@@ -142,11 +144,12 @@ def task_params_from_options(task_cls: type, length: int | None,
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle the training split.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seeds the model, the data order and (unless --data-seed) the data.")
-@click.option("--data-seed", type=SEED, help="Seed of the generated data [the --seed].")
+@click.option("--data-seed", type=SEED, show_default="the --seed",
+              help="Seed of the generated data.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch threads (tiny models are fastest on one).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder [runs/TASK-CELL-L<length>-s<seed>].")
+              show_default="runs/TASK-CELL-L<length>-s<seed>", help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no report.")
@@ -414,7 +417,7 @@ def load_run(run_dir: Path, which: str = "best"):
               show_default=True, help="Which checkpoint to score.")
 @click.option("--split", "split_names", multiple=True,
               type=click.Choice(["train", "dev", "test"]),
-              help="Splits to score (repeatable) [dev and test].")
+              show_default="dev and test", help="Splits to score (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 def evaluate(run_dir: Path, which: str, split_names: tuple[str, ...], as_json: bool) -> None:
     """Re-score a saved run: rebuild its task and model from the checkpoint, evaluate."""
@@ -451,7 +454,7 @@ def _parse_sequence(text: str, where: str) -> list[int]:
 @click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
               help="One sequence per line (anything after a tab, e.g. a label, is ignored).")
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best",
-              show_default=True)
+              show_default=True, help="Which checkpoint predicts.")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
 def predict(run_dir: Path, sequences: tuple[str, ...], file: Path | None, which: str,
             as_json: bool) -> None:
@@ -511,19 +514,27 @@ def _first_line(doc: str | None) -> str:
 
 
 @click.command("cells")
-def cells() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print {name: description} as JSON.")
+def cells(as_json: bool) -> None:
     """List the recurrent cells."""
     from rnnlab.cells import CELLS
 
-    for name in sorted(CELLS):
-        click.echo(f"{name:<14} {_first_line(CELLS[name].__doc__)}")
+    described = {name: _first_line(CELLS[name].__doc__) for name in sorted(CELLS)}
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    for name, text in described.items():
+        click.echo(f"{name:<14} {text}")
 
 
 @click.command("tasks")
-def tasks() -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {name: {description, memory}} as JSON.")
+def tasks(as_json: bool) -> None:
     """List the tasks; for those in the memory suite, the axis, score and chance."""
     from rnnlab.tasks import task_class, task_names
 
+    listed = {}
     for name in task_names():
         memory = None
         try:
@@ -533,9 +544,14 @@ def tasks() -> None:
                 memory = _memory_line(cls)
         except ImportError as err:  # one broken optional task must not hide the others
             text = f"(unavailable: {err})"
-        click.echo(f"{name:<22} {text}")
-        if memory is not None:
-            click.echo(f"{'':<22} {memory}")
+        listed[name] = {"description": text, "memory": memory}
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    for name, entry in listed.items():
+        click.echo(f"{name:<22} {entry['description']}")
+        if entry["memory"] is not None:
+            click.echo(f"{'':<22} {entry['memory']}")
 
 
 def _memory_line(cls: type) -> str:

@@ -339,7 +339,7 @@ def run_gates(config: GatesConfig = GatesConfig(),
     test = splits["test"]
     accuracy = trainer.evaluate(model, test)["accuracy"]
     index = config.sequence if config.sequence is not None else _telling_sequence(test.inputs)
-    check(0 <= index < len(test), f"--sequence must lie in 0..{len(test) - 1}, got {index}")
+    check(0 <= index < len(test), f"--example must lie in 0..{len(test) - 1}, got {index}")
     tokens = test.inputs[index]
     embedded = _lstm_input(model, tokens.unsqueeze(0))[0]
     with torch.no_grad():

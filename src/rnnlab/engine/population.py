@@ -51,7 +51,7 @@ from rnnlab.engine.jobs import (
     out_path,
 )
 from rnnlab.engine.layout import NAMES, Shape, flatten, unflatten
-from rnnlab.errors import NonFiniteError, RnnlabError
+from rnnlab.errors import NonFiniteError, RnnlabError, check
 from rnnlab.io import write_csv
 from rnnlab.seeding import rng_state
 from rnnlab.tasks.base import SplitData
@@ -70,6 +70,8 @@ from rnnlab.train.state import DataOrder, FitResult, TrainState
 from rnnlab.train.trainer import Trainer, seeded_model
 
 METRIC = "accuracy"
+# Threads the engine may use, when set (see _cpu_count).
+WORKERS_ENV = "RNNLAB_WORKERS"
 COLUMNS = ["step", "epoch", "train_loss", "dev_loss", f"dev_{METRIC}"]
 
 
@@ -194,6 +196,15 @@ def iter_population(jobs: Sequence[Job], *, backend: str = "auto", workers: int 
 
 
 def _cpu_count() -> int:
+    """Threads the engine may run side by side: ``$RNNLAB_WORKERS`` when set (``rnnlab
+    memory --workers N`` sets it, so does a Ray task for the CPUs it was given), else
+    the CPUs this process may use."""
+    explicit = os.environ.get(WORKERS_ENV, "").strip()
+    if explicit:
+        check(explicit.isdigit() and int(explicit) >= 1,
+              f"${WORKERS_ENV} must be a whole number >= 1 (threads the engine may use), "
+              f"got {explicit!r}")
+        return int(explicit)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

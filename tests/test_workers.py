@@ -1,0 +1,54 @@
+"""``--workers N`` and ``$RNNLAB_WORKERS`` limit the threads the engine trains with."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+
+import pytest
+
+from rnnlab.cli import main
+from rnnlab.engine import population
+from rnnlab.errors import RnnlabError
+from rnnlab.experiments.distributed import WORKERS_ENV
+
+TINY = ["--cells", "srn,lstm", "--lengths", "3", "--seeds", "1", "--epochs", "1",
+        "--task-param", "k_train=1", "--task-param", "k_dev=1", "--task-param", "k_test=1",
+        "--quiet"]
+
+
+def test_the_engine_and_the_ray_runner_read_one_variable(monkeypatch):
+    assert population.WORKERS_ENV == WORKERS_ENV
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv(WORKERS_ENV, raising=False)
+    assert population._cpu_count() == 8
+    monkeypatch.setenv(WORKERS_ENV, "3")
+    assert population._cpu_count() == 3
+    monkeypatch.setenv(WORKERS_ENV, "none")
+    with pytest.raises(RnnlabError, match=WORKERS_ENV):
+        population._cpu_count()
+
+
+@pytest.fixture
+def pools(monkeypatch):
+    """The max_workers of every thread pool the engine starts."""
+    sizes: list[int] = []
+
+    class Recording(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, max_workers=None, *args, **kwargs):
+            sizes.append(max_workers)
+            super().__init__(max_workers, *args, **kwargs)
+
+    monkeypatch.setattr(population.concurrent.futures, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv(WORKERS_ENV, raising=False)
+    return sizes
+
+
+def test_memory_workers_limits_the_engines_threads(tmp_path, pools):
+    assert main(["memory", *TINY, "--out", str(tmp_path / "all")]) == 0
+    assert pools and max(pools) == 2  # two cells side by side on "8" CPUs
+    pools.clear()
+    assert main(["memory", *TINY, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
+    assert pools and set(pools) == {1}
+    assert WORKERS_ENV not in os.environ  # the limit ends with the command
