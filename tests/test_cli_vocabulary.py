@@ -144,3 +144,19 @@ def test_listings_as_json(capsys):
     assert "digitsum" in json.loads(capsys.readouterr().out)
     assert main(["recipe", "list", "--json"]) == 0
     assert "digitsum" in json.loads(capsys.readouterr().out)
+
+
+def test_config_files_take_the_new_names_and_the_old(tmp_path):
+    from rnnlab.cli.config import load_config
+
+    memory = LEAVES["memory"]
+    ctx = click.Context(memory)
+    path = tmp_path / "c.toml"
+    path.write_text('clip-norm = 2.0\nk-test = 3\ntask-param = ["k_dev=1"]\nworkers = 2\n')
+    assert load_config(ctx, path) == {"clip": 2.0, "task_param": ["k_test=3", "k_dev=1"],
+                                      "workers": 2}
+    path.write_text("clip = 2.0\n")
+    assert load_config(ctx, path) == {"clip": 2.0}
+    gates = click.Context(LEAVES["gradients gates"])
+    path.write_text("sequence = 4\n")  # old spelling of --example
+    assert load_config(gates, path) == {"sequence": 4}

@@ -65,5 +65,5 @@ def renamed_key(command: click.Command, key: str, value: Any) -> tuple[str, Any]
     for spelling in (f"--{key}", f"--{key.replace('_', '-')}"):
         if spelling in renamed:
             new, template = renamed[spelling]
-            return new[2:], template.format(value)
+            return new[2:], value if template == "{}" else template.format(value)
     return None
