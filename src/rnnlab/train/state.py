@@ -28,6 +28,8 @@ class TrainState:
     holds the parameters of the best dev evaluation. ``carried`` is the recurrent
     state carried between chunks in stateful (truncated BPTT) training, as a list of
     tensors (``[h]`` or ``[h, c]``), ``None`` at the start of a stream.
+    ``loader_rng``: training from a ``DataLoader``, the RNG states at this epoch's start
+    (see :mod:`rnnlab.train.inputs`).
     """
 
     step: int = 0
@@ -45,6 +47,7 @@ class TrainState:
     order: Tensor | None = None
     best_model: dict[str, Tensor] | None = None
     carried: list[Tensor] | None = None
+    loader_rng: dict[str, Tensor | None] | None = None
 
     @staticmethod
     def position(step: int, batches_per_epoch: int, in_loop: bool) -> tuple[int, int]:

@@ -37,6 +37,19 @@ Determinism contract (binding: the lock-step engine reproduces it exactly)
    the chunk ends in is carried (detached) into the next and reset at each epoch's
    start; dev is scored along its streams the same way, from a fresh state.
 
+8. Other inputs (:mod:`rnnlab.train.inputs`). A training ``DataLoader`` replaces
+   point 2: its own sampler orders and batches the data, one optimiser step per batch
+   it yields; a resume replays the epoch's iterator from the RNG states recorded at
+   the epoch's start. Dev and test loaders are read once, as whole splits. With a
+   ``device`` the model and every batch move there (the numbers are then that
+   device's). A ``scheduler`` factory builds an LR scheduler on the optimiser; it steps
+   after the optimiser at each epoch's end (``scheduler_interval="epoch"``, the
+   default, as in Keras and Lightning) or after every step (``"step"``);
+   ``ReduceLROnPlateau`` steps after each evaluation with the dev loss. Its state is in
+   every checkpoint. ``loss_fn(output, targets)`` replaces point 4's loss in training
+   and in the dev/test ``loss``; ``metrics`` (``{name: fn(output, targets)}``) are
+   reported beside the metric (``dev_<name>`` columns) and never judge the best.
+
 The same seed therefore gives the same numbers run after run on one machine, and a run
 resumed from ``last.pt`` (which holds model, optimiser, global RNG states and the run
 state, :class:`~rnnlab.train.state.TrainState`: position, data order, best parameters,
@@ -52,12 +65,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from rnnlab.errors import NonFiniteError, RnnlabError, check
 from rnnlab.seeding import rng_state, seed_everything, set_rng_state
@@ -74,8 +88,17 @@ from rnnlab.train.callbacks import (
 from rnnlab.train.checkpoint import LAST, load_checkpoint
 from rnnlab.train.config import RESUMABLE_CHANGES, TrainConfig
 from rnnlab.train.data import as_split, batch_ranges, num_batches
+from rnnlab.train.inputs import (
+    LoaderEpochs,
+    Metric,
+    is_plateau,
+    loader_split,
+    make_scheduler,
+    to_device,
+)
 from rnnlab.train.optim import clip_gradients, make_optimizer
 from rnnlab.train.scoring import (
+    auto_metric,
     checkpoint_kept,
     compute_loss,
     forward,
@@ -126,6 +149,12 @@ class Trainer:
         self.meta: dict[str, Any] = {}
         self._order = DataOrder(self.config.seed, self.config.shuffle)
         self._pending: dict[str, float] | None = None
+        self.device: torch.device | None = None
+        self.scheduler: Any = None
+        self.scheduler_interval = "epoch"
+        self.loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None
+        self.metrics: dict[str, Metric] = {}
+        self._loader: LoaderEpochs | None = None
 
     @property
     def stateful(self) -> bool:
@@ -139,7 +168,8 @@ class Trainer:
         if self.stateful:
             return ["step", "epoch", "train_loss", f"train_{m}", "dev_loss", f"dev_{m}",
                     f"dev_{m}_fresh"]
-        return ["step", "epoch", "train_loss", "dev_loss", f"dev_{m}"]
+        return ["step", "epoch", "train_loss", "dev_loss", f"dev_{m}",
+                *(f"dev_{name}" for name in self.metrics)]
 
     @property
     def carried_state(self) -> Any:
@@ -149,18 +179,35 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self, model: nn.Module, train: Any, dev: Any = None, test: Any = None,
             out_dir: str | Path | None = None, resume: bool = False,
-            meta: dict[str, Any] | None = None) -> FitResult:
+            meta: dict[str, Any] | None = None, *, device: str | torch.device | None = None,
+            scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+            scheduler_interval: str = "epoch",
+            loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+            metrics: dict[str, Metric] | None = None) -> FitResult:
         """Train ``model`` on ``train``, evaluating on ``dev``; score ``test`` at the end.
 
-        ``out_dir`` receives ``metrics.csv``, ``last.pt`` and ``best.pt``. With
-        ``resume=True`` the run continues from ``out_dir/last.pt`` when it exists.
-        ``meta`` (plain values: the model config, the task...) is stored in every
-        checkpoint so the run can be rebuilt from it.
+        Each split is a ``SplitData``, an ``(inputs, targets[, lengths])`` pair, a
+        ``Dataset`` or a ``DataLoader``. ``out_dir`` receives ``metrics.csv``,
+        ``last.pt`` and ``best.pt``. With ``resume=True`` the run continues from
+        ``out_dir/last.pt`` when it exists. ``meta`` (plain values: the model config,
+        the task...) is stored in every checkpoint so the run can be rebuilt from it.
+        ``device``, ``scheduler`` (a function of the optimiser returning an LR
+        scheduler, e.g. ``lambda opt: torch.optim.lr_scheduler.StepLR(opt, 10)``),
+        ``scheduler_interval``, ``loss_fn`` and ``metrics``: contract point 8.
         """
         cfg = self.config
-        train_split = as_split(train, "train")
-        dev_split = None if dev is None else as_split(dev, "dev")
-        test_split = None if test is None else as_split(test, "test")
+        self._loader = LoaderEpochs(train) if isinstance(train, DataLoader) else None
+        train_split = None if self._loader is not None else as_split(train, "train")
+        dev_split = None if dev is None else self._split(dev, "dev")
+        test_split = None if test is None else self._split(test, "test")
+        self.device = None if device is None else torch.device(device)
+        self.loss_fn, self.metrics = loss_fn, dict(metrics or {})
+        extra = self._loader is not None or loss_fn is not None or self.metrics
+        check(not (self.stateful and (extra or device is not None or scheduler is not None)),
+              "stateful training (tbptt) takes whole tensors only: no DataLoader, device, "
+              "scheduler, loss_fn or metrics")
+        if self.device is not None:
+            model.to(self.device)
         if self.stateful:
             for name, split in (("train", train_split), ("dev", dev_split),
                                 ("test", test_split)):
@@ -172,8 +219,11 @@ class Trainer:
         model_config = getattr(model, "config", None)
         if "model_config" not in meta and dataclasses.is_dataclass(model_config):
             meta["model_config"] = dataclasses.asdict(model_config)
-        self.attach(model, make_optimizer(cfg, model), TrainState(n_train=len(train_split)),
+        n_train = self._loader.examples if self._loader else len(train_split)
+        self.attach(model, make_optimizer(cfg, model), TrainState(n_train=n_train),
                     metric=self._metric_for(train_split), meta=meta)
+        self.scheduler = make_scheduler(scheduler, self.optimizer, scheduler_interval)
+        self.scheduler_interval = scheduler_interval
         nb = self._batches_per_epoch(train_split)
         self.total_steps = cfg.epochs * nb
         if cfg.max_steps is not None:
@@ -188,6 +238,8 @@ class Trainer:
                           + writers)
 
         resumed_from = self._resume() if resume else None
+        if self._loader is not None:
+            self._loader.resume(self.state.loader_rng, self.state.batch_in_epoch)
         threads = torch.get_num_threads()
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
@@ -228,7 +280,12 @@ class Trainer:
             callback.on_fit_end(self, result)
         return result
 
-    def _batches_per_epoch(self, train: SplitData) -> int:
+    def _split(self, data: Any, name: str) -> SplitData:
+        return loader_split(data, name) if isinstance(data, DataLoader) else as_split(data, name)
+
+    def _batches_per_epoch(self, train: SplitData | None) -> int:
+        if self._loader is not None:
+            return self._loader.batches
         if self.stateful:
             return len(stateful.chunk_ranges(train.inputs.shape[1], int(self.config.tbptt)))
         return num_batches(len(train), self.config.batch_size)
@@ -240,15 +297,16 @@ class Trainer:
         sums = _Running()
         while not self._done():
             if state.batch_in_epoch >= nb:
-                state.epoch += 1
-                state.batch_in_epoch = 0
+                self._end_epoch()
                 continue
             if state.batch_in_epoch == 0:
                 self._start_epoch(state.n_train)
-            for batch in self._batches(train)[state.batch_in_epoch:]:
+            for batch in self._rest_of_epoch(train):
                 loss = self._train_step(batch, sums)
                 state.step += 1
                 state.batch_in_epoch += 1
+                if self.scheduler_interval == "step" and not self._plateau:
+                    self.scheduler.step()
                 for callback in self.callbacks:
                     callback.on_train_batch_end(self, loss)
                 if state.step % eval_every == 0:
@@ -257,16 +315,35 @@ class Trainer:
                 if self.should_stop or self._done():
                     break
             if state.batch_in_epoch >= nb:
-                state.epoch += 1
-                state.batch_in_epoch = 0
+                self._end_epoch()
         self._pending = sums.take()
+
+    @property
+    def _plateau(self) -> bool:
+        return self.scheduler is None or is_plateau(self.scheduler)
+
+    def _end_epoch(self) -> None:
+        self.state.epoch += 1
+        self.state.batch_in_epoch = 0
+        if self.scheduler_interval == "epoch" and not self._plateau:
+            self.scheduler.step()
 
     def _start_epoch(self, n: int) -> None:
         if self.stateful:  # every stream starts again: a fresh state, no draw
             self.state.carried = None
             return
+        if self._loader is not None:  # the loader orders; record where its order comes from
+            self.state.loader_rng = self._loader.start_epoch()
+            return
         self.state.order = self._order.draw(n)
         self.state.data_generator = self._order.get_state()
+
+    def _rest_of_epoch(self, train: SplitData | None) -> Iterable[SplitData]:
+        """This epoch's batches not trained on yet."""
+        if self._loader is not None:
+            return self._loader.rest_of_epoch()
+        assert train is not None
+        return self._batches(train)[self.state.batch_in_epoch:]
 
     def _batches(self, train: SplitData) -> list[SplitData]:
         """This epoch's batches: slices of the order, or chunks of the streams."""
@@ -291,19 +368,23 @@ class Trainer:
         model.train()
         optimizer.zero_grad(set_to_none=True)
         final = None
+        batch = to_device(batch, self.device)
         if self.stateful:
             output, final = model(batch.inputs, state=self.carried_state, return_state=True)
         else:
             output = forward(model, batch.inputs, batch.lengths)
-        loss, count = compute_loss(output, batch.targets, batch.lengths,
-                                   loss_kind(cfg.loss, batch.targets), cfg.reduction)
+        if self.loss_fn is not None:
+            loss, count = self.loss_fn(output, batch.targets), 1
+        else:
+            loss, count = compute_loss(output, batch.targets, batch.lengths,
+                                       loss_kind(cfg.loss, batch.targets), cfg.reduction)
         value = float(loss.detach())
         if cfg.stop_on_nonfinite and not math.isfinite(value):
             raise NonFiniteError(self._nonfinite_message(value), step=self.state.step + 1)
         loss.backward()
         clip_gradients(model.parameters(), cfg)
         optimizer.step()
-        value = value / count if cfg.reduction == "sum" else value
+        value = value / count if cfg.reduction == "sum" and self.loss_fn is None else value
         sums.add_loss(value)
         if self.stateful:
             self.state.carried = stateful.to_list(final)
@@ -336,6 +417,8 @@ class Trainer:
             scores = self.evaluate(self.model, dev)
             for key, value in scores.items():
                 record[f"dev_{key}"] = value
+            if self.scheduler is not None and is_plateau(self.scheduler):
+                self.scheduler.step(scores["loss"])
             improved = is_improvement(self.metric, scores[self.metric], state.best_score)
             if improved:
                 state.best_score, state.best_step = scores[self.metric], state.step
@@ -350,11 +433,13 @@ class Trainer:
         """``{"loss": mean loss per term, metric: value}`` over a whole split, in eval
         mode (stateful: along the streams, adding ``<metric>_fresh``; see
         :func:`rnnlab.train.evaluation.evaluate`)."""
-        return evaluation.evaluate(model, data, self.config)
+        data = self._split(data, "data") if isinstance(data, DataLoader) else data
+        return evaluation.evaluate(model, data, self.config, device=self.device,
+                                   loss_fn=self.loss_fn, metrics=self.metrics)
 
     def predict(self, model: nn.Module, inputs: Any, lengths: Any = None) -> Tensor:
         """The model's outputs (logits or values) for ``inputs``, in batches, in eval mode."""
-        return evaluation.predict(model, inputs, self.config, lengths)
+        return evaluation.predict(model, inputs, self.config, lengths, device=self.device)
 
     def predict_stream(self, model: nn.Module, inputs: Any, state: Any = None,
                        carry: bool = True) -> tuple[Tensor, Any]:
@@ -364,7 +449,12 @@ class Trainer:
         check(self.stateful, "predict_stream needs a stateful trainer (set tbptt)")
         return evaluation.predict_stream(model, inputs, int(self.config.tbptt), state, carry)
 
-    def _metric_for(self, split: SplitData) -> str:
+    def _metric_for(self, split: SplitData | None) -> str:
+        if split is None:  # a DataLoader: the first example's target decides
+            assert self._loader is not None
+            if self.config.metric != "auto":
+                return self.config.metric
+            return auto_metric(self._loader.targets_sample())
         return evaluation.metric_for(self.config, split)
 
     # ------------------------------------------------------------------ run state
@@ -386,6 +476,8 @@ class Trainer:
         """Everything a resume needs, as plain values (see :mod:`rnnlab.train.checkpoint`)."""
         assert self.model is not None and self.optimizer is not None
         run = self.state.asdict()
+        if run["loader_rng"] is None:  # only runs trained from a DataLoader have one
+            del run["loader_rng"]
         if kind != "last":
             run["best_model"] = None
         return {
@@ -400,6 +492,7 @@ class Trainer:
             "meta": self.meta,
             "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks
                           if c.state_dict()},
+            **({} if self.scheduler is None else {"scheduler": self.scheduler.state_dict()}),
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -408,6 +501,12 @@ class Trainer:
         assert self.model is not None and self.optimizer is not None
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        check(("scheduler" in ckpt) == (self.scheduler is not None),
+              "cannot resume: the run was trained "
+              + ("with" if "scheduler" in ckpt else "without")
+              + " an LR scheduler; pass the same scheduler= to fit as the run had")
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         self.state = TrainState.from_checkpoint(ckpt)
         if self.state.data_generator is not None:
