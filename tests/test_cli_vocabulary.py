@@ -160,3 +160,22 @@ def test_config_files_take_the_new_names_and_the_old(tmp_path):
     gates = click.Context(LEAVES["gradients gates"])
     path.write_text("sequence = 4\n")  # old spelling of --example
     assert load_config(gates, path) == {"sequence": 4}
+
+
+def test_the_documented_difference_between_get_task_and_the_cli_default_holds():
+    from rnnlab.protocols import get_protocol
+    from rnnlab.tasks import get_task, task_class
+    from rnnlab.train import TrainConfig
+
+    help_text = " ".join(LEAVES["train"].help.split())
+    alone = get_task("digitsum", length=5)
+    cli = get_task("digitsum", length=5,
+                   **get_protocol("default").task_overrides(task_class("digitsum")))
+    sizes = [100 * t.k_train for t in (alone, cli)]  # 100 digit pairs, k copies each
+    assert (sizes, alone.k_dev, alone.k_test) == ([300, 1000], 1, 1)
+    assert (cli.k_dev, cli.k_test) == (5, 20)
+    assert "DigitSum 300/100/100 examples" in help_text and "1,000/500/2,000" in help_text
+    config = TrainConfig()
+    assert (config.lr, config.clip_norm) == (1e-3, None) and "Adam 1e-3, no clipping" in \
+        help_text
+    assert get_protocol("default").train["lr"] == 5e-3

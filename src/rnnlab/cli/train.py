@@ -165,8 +165,13 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
 
     Options left out take the --protocol's values: 'default' is a careful single run
     (hidden and embedding 32, Keras-style init, Adam 5e-3, batch 32, shuffled, clip 1,
-    100 epochs; for DigitSum 1,000/500/2,000 examples); 'nndl' is seed 004 (zero-initialised SRN,
-    Adam 1e-3, batch 8, no shuffling, 500 epochs, 300/100/100 examples).
+    100 epochs; for DigitSum 1,000/500/2,000 examples); 'nndl' is seed 004 (zero-initialised
+    SRN, Adam 1e-3, batch 8, no shuffling, 500 epochs, 300/100/100 examples).
+
+    From Python, get_task(TASK) and TrainConfig() are not a protocol: they take the
+    task's and the trainer's own defaults (DigitSum 300/100/100 examples, Adam 1e-3, no
+    clipping). The same data and settings as this command:
+    get_protocol('default').task_overrides(...), .train and .model_for(cell).
 
     \b
     Example:
