@@ -12,7 +12,14 @@ fits the CPU it was built on. ``$RNNLAB_KERNEL_MARCH`` (``x86-64-v2``, ...)
 builds for another target instead, which is how the tests run every variant this
 CPU can execute. A compiler that refuses ``-march=native`` gets its default target.
 
-The shared library is cached under ``$RNNLAB_CACHE_DIR`` (default
+An installed wheel carries prebuilt libraries (``prebuilt/``, compiled by the
+package build for portable targets: x86-64 levels 1 to 4, or armv8-a; see
+:func:`build_prebuilt` and setup.py): :func:`load` takes the best one this CPU can
+run, when it was built from this very kernel.c, and compiles only without one, so a
+cluster node needs no compiler. ``$RNNLAB_KERNEL_MARCH`` or
+``RNNLAB_KERNEL_PREBUILT=0`` skips them.
+
+A compiled shared library is cached under ``$RNNLAB_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/rnnlab`` or ``~/.cache/rnnlab``) in a folder named by a hash of
 the source, the compiler, the flags and this CPU's instruction-set flags, since
 ``-march=native`` code must never run on a different CPU. Without a working C
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -32,6 +40,21 @@ import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("kernel.c")
+PREBUILT = Path(__file__).with_name("prebuilt")
+MANIFEST = "manifest.json"
+# Portable targets built into a wheel, best first, with the /proc/cpuinfo flags each
+# needs (everything the compiler may use at that level).
+PORTABLE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "x86_64": (
+        ("x86-64-v4", ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2",
+                       "fma", "bmi1", "bmi2", "f16c", "movbe", "abm")),
+        ("x86-64-v3", ("avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm",
+                       "xsave")),
+        ("x86-64-v2", ("sse4_1", "sse4_2", "ssse3", "popcnt", "cx16", "lahf_lm")),
+        ("x86-64", ()),
+    ),
+    "aarch64": (("armv8-a", ()),),
+}
 BASE_FLAGS = ("-O3", "-fno-math-errno", "-fPIC", "-shared")
 _LOCK = threading.Lock()
 _CACHE: dict[str, ctypes.CDLL | None] = {}
@@ -166,7 +189,7 @@ def _build_and_load(cc: str) -> ctypes.CDLL:
             if scratch is not None:  # a loaded library stays mapped after its file goes
                 shutil.rmtree(scratch, ignore_errors=True)
         _BUILD.update(compiler=f"{cc} ({version})", flags=" ".join((*flags, *BASE_FLAGS)),
-                      library="" if scratch is not None else str(target))
+                      library="" if scratch is not None else str(target), source="compiled")
         return lib
     raise OSError(errors[0])
 
@@ -178,12 +201,70 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
+def source_digest() -> str:
+    """SHA-256 of kernel.c: a prebuilt library is used only if built from this source."""
+    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+
+
+def build_prebuilt(out: Path, cc: str | None = None) -> list[str]:
+    """Compile the portable variants for this machine into ``out`` with a manifest;
+    returns the targets built (none without a compiler). The package build calls this."""
+    cc = cc or _compiler()
+    if cc is None:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    built = []
+    for march, needs in PORTABLE.get(platform.machine(), ()):
+        try:
+            compile_kernel(cc, (f"-march={march}",), out / f"librnnengine-{march}.so")
+        except OSError:  # an older compiler without this level: the others still help
+            continue
+        built.append({"march": march, "needs": list(needs)})
+    if built:
+        manifest = {"source_sha256": source_digest(), "machine": platform.machine(),
+                    "compiler": f"{cc} ({_compiler_version(cc)})", "variants": built}
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return [v["march"] for v in built]
+
+
+def _load_prebuilt(folder: Path = PREBUILT) -> ctypes.CDLL | None:
+    """The best prebuilt library this CPU runs, if it was built from this kernel.c."""
+    if os.environ.get("RNNLAB_KERNEL_MARCH", "").strip() or \
+            os.environ.get("RNNLAB_KERNEL_PREBUILT", "").strip() == "0":
+        return None
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("source_sha256") != source_digest() or \
+            manifest.get("machine") != platform.machine():
+        return None
+    have = set(cpu_flags().split(":", 1)[-1].split())
+    for variant in manifest.get("variants", []):
+        if not set(variant["needs"]) <= have:
+            continue
+        path = folder / f"librnnengine-{variant['march']}.so"
+        try:
+            lib = _declare(ctypes.CDLL(str(path)))
+        except OSError:
+            continue
+        _BUILD.update(compiler=manifest.get("compiler", "unknown"), library=str(path),
+                      flags=" ".join((f"-march={variant['march']}", *BASE_FLAGS)),
+                      source="prebuilt")
+        return lib
+    return None
+
+
 def load() -> ctypes.CDLL | None:
-    """The kernel library, built on first use; ``None`` when it cannot be built here."""
+    """The kernel library: a matching prebuilt one, else built on first use; ``None``
+    when neither exists here."""
     with _LOCK:
         if "lib" in _CACHE:
             return _CACHE["lib"]
-        lib = None
+        lib = _load_prebuilt()
+        if lib is not None:
+            _CACHE["lib"] = lib
+            return lib
         cc = _compiler()
         if cc is None:
             _ERRORS["lib"] = "no C compiler (gcc or $CC) found"
