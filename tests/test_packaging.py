@@ -92,3 +92,9 @@ def test_an_installed_wheel_runs_the_kernel_without_a_compiler(tmp_path):
         cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (runs / "results.csv").is_file() and list(cache.iterdir()) == []
+    # choosing by speed measures once, and keeps the numbers in the cache, not the package
+    auto = subprocess.run([python, "-c", "import rnnlab.engine as e; print(e.describe())"],
+                          env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert auto.returncode == 0 and "kernel_ms_per_step" in auto.stdout, auto.stderr
+    assert not list(Path(info["library"]).parent.glob("calibration.json"))
+    assert len(list(cache.rglob("calibration.json"))) == 1

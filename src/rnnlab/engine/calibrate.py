@@ -28,7 +28,7 @@ def speeds() -> tuple[float, float]:
     with _LOCK:
         if library in _SPEEDS:
             return _SPEEDS[library]
-        path = Path(library).with_name(FILE) if library else None
+        path = _path(info)
         found = _read(path)
         if found is None:
             found = (_measure("native"), _measure("torch"))
@@ -40,6 +40,18 @@ def speeds() -> tuple[float, float]:
                     pass  # a read-only cache: measure again next time
         _SPEEDS[library] = found
         return found
+
+
+def _path(info: dict) -> Path | None:
+    """Beside a compiled library; for a prebuilt one, in the cache (never inside the
+    installed package)."""
+    library = info.get("library", "")
+    if not library:
+        return None
+    if info.get("source") == "prebuilt":
+        return (native.cache_dir() / f"prebuilt-{native.source_digest()[:16]}"
+                / Path(library).stem / FILE)
+    return Path(library).with_name(FILE)
 
 
 def _read(path: Path | None) -> tuple[float, float] | None:
