@@ -92,10 +92,13 @@ def run(tally: Tally, work: Path) -> None:
             seconds = time.monotonic() - start
             why = ""
         except subprocess.TimeoutExpired:
+            exited = proc.poll() is not None
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             seconds, err = time.monotonic() - start, ""
-            why = f"still running after {MAX_SECONDS + SLACK} s (killed)"
+            why = (f"the doctor exited, but a process it left still held its output after "
+                   f"{MAX_SECONDS + SLACK} s (killed)" if exited else
+                   f"still running after {MAX_SECONDS + SLACK} s (killed)")
         if not why and name == "calls os._exit(0)" and proc.returncode == 0:
             why = "exit 0 (healthy) without having watched the script to its end"
         if not why and "Traceback" in err:
