@@ -189,7 +189,7 @@ def engine_jobs(cell: str, lengths, seeds=(0,), epochs: int | None = None) -> li
     return jobs
 
 
-def time_engine(jobs: list[Job], backend: str = "native", workers: int = 1) -> tuple[float, int]:
+def time_engine(jobs: list[Job], backend: str = "kernel", workers: int = 1) -> tuple[float, int]:
     """Wall seconds for the whole population, and its total number of model-steps."""
     began = time.perf_counter()
     results = train_population(jobs, backend=backend, workers=workers)
@@ -207,7 +207,7 @@ def time_kernel_only(cell: str, length: int, steps: int) -> float:
     from rnnlab.engine.population import _build
 
     (job,) = engine_jobs(cell, [length], epochs=steps // 38 + 2)
-    impl = get_backend("native")
+    impl = get_backend("kernel")
     (group,) = impl.group([_build(0, job, check_supported(job, 0))])
     impl.train(group, 0, 38)  # warm the caches
     best = float("inf")
@@ -394,7 +394,7 @@ def machine() -> dict:
     from rnnlab.engine import describe, native
 
     flags = set(native.cpu_flags().split())
-    engine = describe("native")
+    engine = describe("kernel")
     return {"cpu": native.cpu_name(),
             "vector_flags": " ".join(f for f in ("avx512f", "avx2", "fma", "sse4_2", "asimd")
                                      if f in flags),

@@ -22,19 +22,19 @@ from rnnlab.tasks.digitsum import DigitSum
 from rnnlab.train import TrainConfig, Trainer, load_checkpoint, seeded_model
 
 ATOL = 2e-5
-BACKENDS = ["native", "torch"]
+BACKENDS = ["kernel", "torch"]
 
 
 def native_available() -> bool:
     try:
-        get_backend("native")
+        get_backend("kernel")
     except RnnlabError:
         return False
     return True
 
 
 def backend_param(name: str):
-    marks = [] if name != "native" or native_available() else [
+    marks = [] if name != "kernel" or native_available() else [
         pytest.mark.skip(reason="no C compiler for the native kernel")]
     return pytest.param(name, marks=marks)
 
@@ -269,7 +269,7 @@ def test_unwritable_kernel_cache_still_builds_the_kernel(tmp_path, monkeypatch,
     blocker.write_text("x\n")
     monkeypatch.setenv("RNNLAB_CACHE_DIR", str(blocker / "cache"))
     assert native.load() is not None, native.why_unavailable()
-    assert get_backend("auto").name == "native"
+    assert get_backend("auto").name == "kernel"
     assert describe()["library"] == ""  # built for this process only
 
 
@@ -285,7 +285,7 @@ def test_no_compiler_falls_back_to_torch(monkeypatch, fresh_kernel_cache, capsys
     info = describe()
     assert info["backend"] == "torch" and "no C compiler" in info["reason"]
     with pytest.raises(RnnlabError, match="not available"):
-        get_backend("native")
+        get_backend("kernel")
 
 
 def test_a_failed_build_says_why_and_leaves_no_empty_folder(tmp_path, monkeypatch,
@@ -296,7 +296,7 @@ def test_a_failed_build_says_why_and_leaves_no_empty_folder(tmp_path, monkeypatc
     assert "/bin/false failed" in capsys.readouterr().err
     assert not cache.exists()
     # the user can require the kernel: one clear error instead of the fallback
-    monkeypatch.setenv("RNNLAB_ENGINE_BACKEND", "native")
+    monkeypatch.setenv("RNNLAB_ENGINE_BACKEND", "kernel")
     with pytest.raises(RnnlabError, match="C kernel is not available .*/bin/false"):
         get_backend("auto")
     assert describe()["backend"] is None
@@ -317,9 +317,9 @@ def test_a_kernel_measured_slower_is_not_chosen_silently(monkeypatch, fresh_kern
     monkeypatch.setattr(calibrate, "speeds", lambda: (2.0, 1.0))
     assert get_backend("auto").name == "torch"
     err = capsys.readouterr().err
-    assert "measured slower than the torch backend" in err and "RNNLAB_ENGINE_BACKEND=native" in err
+    assert "measured slower than the torch backend" in err and "RNNLAB_ENGINE_BACKEND=kernel" in err
     assert describe()["reason"].startswith("the C kernel")
-    assert get_backend("native").name == "native"  # asked for by name: no measuring
+    assert get_backend("kernel").name == "kernel"  # asked for by name: no measuring
 
 
 def test_describe_measures_once_and_keeps_the_measurement(fresh_kernel_cache):
@@ -328,10 +328,20 @@ def test_describe_measures_once_and_keeps_the_measurement(fresh_kernel_cache):
     if fresh_kernel_cache.load() is None:
         pytest.skip("no C compiler")
     info = describe()
-    assert info["backend"] == "native"
+    assert info["backend"] == "kernel"
     # the kernel's measured speed is the one it was chosen by, and it is far ahead
     assert info["kernel_ms_per_step"] * 3 < info["torch_ms_per_step"]
     saved = Path(info["library"]).with_name(calibrate.FILE)
     assert saved.is_file()
     calibrate._SPEEDS.clear()
     assert calibrate.speeds() == (info["kernel_ms_per_step"], info["torch_ms_per_step"])
+
+
+def test_the_old_backend_name_still_chooses_the_kernel(monkeypatch):
+    """'native' named the kernel backend before it was renamed 'kernel' (torch.nn's fused
+    layers are Recurrent(backend='native')); the old spelling keeps working."""
+    from rnnlab.engine.backends import choose
+
+    assert choose("native", quiet=True)["requested"] == "kernel"
+    monkeypatch.setenv("RNNLAB_ENGINE_BACKEND", "native")
+    assert choose("auto", quiet=True)["requested"] == "kernel"

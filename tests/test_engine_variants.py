@@ -74,7 +74,7 @@ def test_variant_matches_trainer(kernel_for, target, cell):
     assert f"-march={target}" in info["flags"]
     specs = [(5, 0, 1e-3), (9, 1, 3e-3, {"clip_norm": 0.5})]
     jobs = make_jobs(None, cell, specs, epochs=3)
-    results = train_population(jobs, backend="native")
+    results = train_population(jobs, backend="kernel")
     for job, ours in zip(jobs, results, strict=True):
         theirs, _ = train_alone(job, None)
         assert_same_run(ours, theirs)
@@ -141,8 +141,8 @@ def test_describe_names_the_variant_that_runs(kernel_for):
     if not can_run(target):
         pytest.skip("not an x86-64 CPU")
     kernel_for(target)
-    info = describe("native")
-    assert info["backend"] == "native" and info["reason"] is None
+    info = describe("kernel")
+    assert info["backend"] == "kernel" and info["reason"] is None
     assert info["isa"] == X86_TARGETS[target][0]
     assert info["vector_floats"] == {"sse": 4, "avx2-fma": 8}[info["isa"]]
     assert Path(info["library"]).is_file() and "gcc" in info["compiler"]

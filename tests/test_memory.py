@@ -25,6 +25,7 @@ from rnnlab.experiments import (
     summarize,
 )
 from rnnlab.experiments import memory as memory_mod
+from rnnlab.experiments import results as results_mod
 from rnnlab.experiments.stats import mean_ci, t_quantile
 from rnnlab.io import write_csv
 from rnnlab.protocols import get_protocol
@@ -94,7 +95,7 @@ def test_threshold_one_is_allowed():
     assert MemoryConfig(threshold=1.0).validate().threshold == 1.0
     with pytest.raises(RnnlabError, match=r"--threshold must be in \(0, 1\]"):
         MemoryConfig(threshold=1.0 + 1e-6).validate()
-    assert memory_mod.memory_horizon({5: 1.0, 10: 1.0, 15: 0.99}, 1.0) == 10
+    assert results_mod.memory_horizon({5: 1.0, 10: 1.0, 15: 0.99}, 1.0) == 10
 
 
 # --- grid and hashing --------------------------------------------------------------------

@@ -216,7 +216,7 @@ def test_impossible_sizes_are_refused_in_one_line_before_allocating(argv, words,
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     assert words in one_line_error(capsys)
     assert time.perf_counter() - start < 20  # refused up front, not after minutes of work
-    assert not (tmp_path / "out" / "results.csv").exists()
+    assert not (tmp_path / "out").exists()  # nothing written, not even an empty folder
 
 
 def test_digitsum_file_with_a_one_digit_row_names_file_and_line(tmp_path):
@@ -292,6 +292,32 @@ def test_a_checkpoint_missing_pieces_is_one_line(edit, words, tmp_path, capsys):
         save_checkpoint(state, run / name)
     assert main(["evaluate", str(run)]) == 2
     assert words in one_line_error(capsys)
+
+
+# --- kills -------------------------------------------------------------------------------
+def test_a_sigkilled_train_resumes_to_the_uninterrupted_result(tmp_path, capsys):
+    args = ["train", "digitsum", "--length", "5", "--hidden", "8", "--embedding", "8",
+            "--epochs", "6", "--eval-every", "5", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-c", CLI, *args, "--out", str(tmp_path / "k")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "k" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read()  # still training: a real kill mid-run
+    proc.kill()
+    proc.wait()
+    assert not (tmp_path / "k" / "summary.json").exists()
+    assert main([*args, "--out", str(tmp_path / "k"), "--resume"]) == 0
+    assert main([*args, "--out", str(tmp_path / "ref")]) == 0
+    assert (tmp_path / "k" / "metrics.csv").read_bytes() == \
+        (tmp_path / "ref" / "metrics.csv").read_bytes()
+    for name in ("best.pt", "last.pt"):
+        ours, theirs = (load_checkpoint(tmp_path / run / name) for run in ("k", "ref"))
+        assert ours["step"] == theirs["step"]
+        for key, tensor in theirs["model"].items():
+            assert torch.equal(ours["model"][key], tensor), (name, key)
+    assert not list((tmp_path / "k").glob(".*.tmp"))
+    assert not (tmp_path / "k" / ".rnnlab.lock").exists()
 
 
 # --- leftovers of a killed write ---------------------------------------------------------

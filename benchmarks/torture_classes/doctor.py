@@ -1,6 +1,7 @@
 """Hostile scripts under ``rnnlab doctor``, as far as its command line is concerned: each
 must end by ``--max-seconds`` (plus start-up), leave no process behind, and exit 0 only
-when it watched a healthy script to the end."""
+when it watched a healthy script to its end (a script's ``os._exit`` is its end: the
+report must say the script called it)."""
 
 from __future__ import annotations
 
@@ -92,12 +93,19 @@ def run(tally: Tally, work: Path) -> None:
             seconds = time.monotonic() - start
             why = ""
         except subprocess.TimeoutExpired:
+            exited = proc.poll() is not None
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             seconds, err = time.monotonic() - start, ""
-            why = f"still running after {MAX_SECONDS + SLACK} s (killed)"
-        if not why and name == "calls os._exit(0)" and proc.returncode == 0:
-            why = "exit 0 (healthy) without having watched the script to its end"
+            why = (f"the doctor exited, but a process it left still held its output after "
+                   f"{MAX_SECONDS + SLACK} s (killed)" if exited else
+                   f"still running after {MAX_SECONDS + SLACK} s (killed)")
+        if not why and name == "calls os._exit(0)":
+            # The script ends itself there: a report that says so is owed, never a silent
+            # exit 0 (exit 0 then means the doctor watched it to that end and found it well).
+            findings = work / f"out{number}" / "findings.json"
+            if not findings.is_file() or "os._exit" not in findings.read_text():
+                why = f"exit {proc.returncode} without a report that the script called os._exit"
         if not why and "Traceback" in err:
             why = f"traceback: {err.strip()[-160:]!r}"
         if not why and child_pid_file.exists():

@@ -186,8 +186,10 @@ class FolderLock:
         self.path = self.folder / LOCK_NAME
         self.command = command or " ".join(["rnnlab", *sys.argv[1:]])
         self._fd: int | None = None
+        self._created = False
 
     def acquire(self) -> FolderLock:
+        self._created = not self.folder.exists()
         ensure_dir(self.folder)
         while True:
             fd = self._lock_once()
@@ -235,7 +237,9 @@ class FolderLock:
         if self._fd is not None:
             try:
                 self.path.unlink()
-            except OSError:
+                if self._created:  # a command refused before writing leaves no empty folder
+                    self.folder.rmdir()
+            except OSError:  # not empty (the usual case), or not ours to remove
                 pass
             os.close(self._fd)
             self._fd = None

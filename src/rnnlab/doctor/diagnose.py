@@ -13,14 +13,12 @@ import math
 from typing import Any
 
 from rnnlab.doctor import carry as carries
-from rnnlab.doctor import probes, replay
-from rnnlab.doctor.findings import Finding, Location, Report
-from rnnlab.doctor.records import Observations, RootCall, StateCarry
-from rnnlab.doctor.source import assignment_lines, call_argument, callee_object, defines
-
-VANISHING = 1e-6  # |dL/dh_0| / |dL/dh_last| below this: no learning signal reaches the start
-EXPLODING = 1e6  # ... above this: the start of the sequence dominates every update
-ABNORMAL = 1e3  # ... and this many times further from 1 than a freshly initialised layer
+from rnnlab.doctor import probes
+from rnnlab.doctor.findings import Finding, Report
+from rnnlab.doctor.records import Observations, RootCall
+from rnnlab.doctor.source import assignment_lines, call_argument
+from rnnlab.doctor.verdict_gradients import check_gradients
+from rnnlab.doctor.verdict_state import check_carries
 
 
 def diagnose(obs: Observations, target: str, *, batch_dim: int | None = None,
@@ -38,7 +36,7 @@ def diagnose(obs: Observations, target: str, *, batch_dim: int | None = None,
     if obs.in_step and obs.step_started:
         report.stopped += f" (inside optimizer step {obs.steps + 1}, not counted)"
     _check_nonfinite(obs, report)
-    _check_carries(obs, report)
+    check_carries(obs, report)
     given = root is not None
     root = root or obs.root
     mixed = False
@@ -48,7 +46,7 @@ def diagnose(obs: Observations, target: str, *, batch_dim: int | None = None,
             mixed = _check_layout(root, report)
         if not mixed:
             _check_past(obs, root, batch_dim, report)
-    _check_gradients(obs, report)
+    check_gradients(obs, report)
     _check_coverage(obs, root, report, training=not given)
     return report
 
@@ -95,135 +93,6 @@ def _check_nonfinite(obs: Observations, report: Report) -> None:
         "Lower the learning rate and clip gradients before the step "
         "(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)); check the data for nan.",
         {"iteration": it, "count": len(obs.nonfinite)}, where[:1]))
-
-
-# --- state carried across iterations ---------------------------------------------------
-_UNRELATED = {
-    "shuffled": "the batches come from a DataLoader with shuffle=True, so each batch is a "
-                "random sample of sequences that cannot continue the previous batch",
-    "per-sequence-target": "the loss has one target per sequence ({sequences} targets), so "
-                           "the sequences are separate examples, not chunks of one stream",
-}
-
-
-def _check_carries(obs: Observations, report: Report) -> None:
-    if not obs.carries:
-        return
-    by_kind: dict[str, list[StateCarry]] = {}
-    for c in obs.carries:
-        c.kind, extra = carries.classify(c)
-        c.numbers.update(extra)
-        by_kind.setdefault(c.kind, []).append(c)
-    first = obs.carries[0]
-    iterations = len(obs.carried | {c.iteration for c in obs.carries})
-    how = ("sharing its memory: a .data or .detach() of it" if first.how == "same storage"
-           else "a copy of its values")
-    head = (f"in {iterations} iteration(s) the initial state given to the recurrent layer "
-            f"was the final state of a call in an earlier iteration, {how}")
-    where, fix = _carry_lines(first)
-    numbers: dict[str, Any] = {"iterations": iterations, "how": first.how,
-                               "holder": first.numbers.get("holder")}
-    if "repeated" in by_kind:
-        c = by_kind["repeated"][0]
-        report.add(Finding(
-            "state-carried", "error",
-            "hidden state carried across iterations into the same sequences",
-            f"{head}; and the input was the very same sequences again (call {c.index} "
-            f"repeats call {c.previous}): the state at the end of each sequence becomes the "
-            "start of the next pass, so the network learns to ignore the start of a sequence",
-            fix, {**numbers, "kind": "repeated"}, where))
-    elif "unrelated" in by_kind:
-        c = by_kind["unrelated"][0]
-        n = c.numbers
-        why = _UNRELATED.get(n.get("evidence", ""))
-        if why is not None:
-            why = why.format(**n)
-        else:
-            why = (f"the new batch does not continue the previous one: its first step is "
-                   f"{n['constant_boundary_error']:.3g} away from the previous last step, "
-                   f"while a step within a sequence moves {n['constant_typical_error']:.3g} "
-                   f"and other rows are {n['constant_error_to_other']:.3g} away")
-        report.add(Finding(
-            "state-carried", "error",
-            "hidden state carried across iterations into unrelated sequences",
-            f"{head}; {why}", fix, {**numbers, "kind": "unrelated",
-                                    **{k: v for k, v in n.items() if k != "holder"}}, where))
-    elif "continuous" in by_kind:
-        # Continuous wherever the values can tell: undecidable chunks (the shorter last
-        # chunk of a stream, flat stretches) are taken to belong to the same stream.
-        n = by_kind["continuous"][0].numbers
-        report.add(Finding(
-            "truncated-bptt", "ok",
-            "state carried across iterations over one continuous stream: truncated BPTT, fine",
-            f"{head}; each chunk continues where the previous one ended ({_continuation(n)}), "
-            "so the state belongs to the same stream and detaching it bounds "
-            "backpropagation deliberately",
-            "", {**numbers, "kind": "continuous", **n}, where[:1]))
-    else:
-        report.add(Finding(
-            "state-carried", "warning",
-            "hidden state carried across iterations; the doctor cannot tell if the batches "
-            "continue each other",
-            f"{head}; no shuffling DataLoader, per-sequence target, next-step target or "
-            "smooth signal shows whether each batch continues the previous one",
-            "If the batches are consecutive chunks of the same streams this is truncated BPTT "
-            "and fine. Otherwise " + fix[0].lower() + fix[1:],
-            {**numbers, "kind": "undecidable"}, where))
-
-
-def _carry_lines(carry: StateCarry) -> tuple[list[Location], str]:
-    """The lines to show (the innermost call that hands the state on, the line of the
-    caller that holds it, the lines that detach it) and the fix in the script's names."""
-    where = carry.where[:1]
-    holder = carry.numbers.get("holder")
-    frame = carry.numbers.get("holder_frame", 0)
-    if holder and 0 < frame < len(carry.where):
-        where.append(carry.where[frame])
-    detach: list[Location] = []
-    names = [n.strip() for n in holder.strip("()[] ").split(",")] if holder else []
-    if names and where:
-        files = dict.fromkeys(loc.file for loc in carry.where)
-        for file in files:
-            detach += assignment_lines(file, names[0], r"\.data\b|detach|repackage")
-    where += [d for d in detach[:2] if all(d.line != w.line or d.file != w.file
-                                           for w in where)]
-    if not holder:
-        return where, ("Start every batch of independent sequences from a fresh state: pass "
-                       "None (or zeros) instead of the previous final state.")
-    in_place = (f" in place of `{detach[0].code.strip().split('#')[0].strip()}`"
-                if detach else "")
-    if holder.startswith("self."):
-        owner = callee_object(carry.numbers.get("outer_line", "")) or "model"
-        attr = holder[len("self."):]
-        files = list(dict.fromkeys(loc.file for loc in carry.where))
-        reset = defines(files[0], ("init_hidden", "reset_hidden", "init_state", "begin_state",
-                                   "reset_state", "zero_state")) if files else None
-        how = (f"call `{owner}.{reset}(...)` before every batch" if reset
-               else f"set `{owner}.{attr} = None` before every batch (and let forward start "
-                    "from None)")
-        return where, (f"The state lives in the module as `{holder}`, so it survives from one "
-                       f"batch to the next: {how}{in_place}.")
-    if len(names) > 1:
-        return where, ("Start every batch of independent sequences from a fresh state: set "
-                       + " and ".join(f"`{n}`" for n in names) + " to zeros (or pass None) "
-                       f"at the start of each batch{in_place}.")
-    return where, (f"Start every batch of independent sequences from a fresh state: "
-                   f"`{holder} = None` (or zeros) at the start of each batch{in_place}.")
-
-
-def _continuation(n: dict[str, Any]) -> str:
-    if "next_step_target" in n:
-        return ("the last target of the previous chunk is the first input of this one, and "
-                "the targets are the inputs one step ahead: next-step prediction over a stream")
-    for name, what in (("constant", "the last value"), ("linear", "extending the last step")):
-        if f"{name}_boundary_error" in n:
-            b, t, o = (n[f"{name}_{k}"] for k in ("boundary_error", "typical_error",
-                                                   "error_to_other"))
-            if b < 0.25 * o:
-                return (f"predicting the first value by {what} errs by {b:.3g}, as inside a "
-                        f"chunk ({t:.3g}), against {o:.3g} for other positions")
-    return ""
-
 
 # --- batch and time axes --------------------------------------------------------------
 def _check_axes(obs: Observations, root: RootCall, batch_dim: int | None,
@@ -442,118 +311,3 @@ def _plateau(losses: list[tuple[int, float]]) -> bool:
     before = sum(values[-2 * k:-k]) / k
     last = sum(values[-k:]) / k
     return (first - last) >= 0.1 * abs(first) and (before - last) <= 0.02 * abs(before)
-
-
-def _loss_rise(losses: list[tuple[int, float]]) -> float:
-    """The highest mean loss over a tenth of the steps, relative to the first losses."""
-    values = [v for _, v in losses if math.isfinite(v)]
-    if len(values) < 10:
-        return 0.0
-    start = sorted(values[:5])[2]
-    k = max(3, len(values) // 10)
-    windows = [sum(values[i:i + k]) / k for i in range(0, len(values) - k + 1, k)]
-    return max(windows, default=0.0) / start if start > 0 else 0.0
-
-
-# --- gradients through time and per parameter --------------------------------------------
-def _check_gradients(obs: Observations, report: Report) -> None:
-    profiles, records = [], []
-    for record in obs.state_grads:
-        norms = replay.state_grad_norms(record)
-        if len(norms) >= 2 and any(v > 0 for v in norms):
-            profiles.append({"iteration": record["iteration"], "norms": norms})
-            records.append(record)
-    report.series["state_gradients"] = profiles
-    report.series["grad_norms"] = obs.grad_norms
-    bad = [(name, s) for name, series in obs.grad_norms.items() for s, v in series
-           if not math.isfinite(v)]
-    if bad:
-        report.add(Finding(
-            "exploding-gradient", "error", "gradients became non-finite",
-            f"the gradient of {bad[0][0]} was not finite at step {bad[0][1]}",
-            "Clip gradients before optimizer.step() "
-            "(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)) and lower the "
-            "learning rate.", {"parameter": bad[0][0], "step": bad[0][1]}))
-        return
-    # A gradient 100 times its median alone is also what a loss falling from 1.4 to 0.04
-    # looks like; an explosion is a spike *and* a loss that climbs instead of falling.
-    rise = _loss_rise(obs.losses)
-    spikes = []
-    for name, series in obs.grad_norms.items():
-        values = sorted(v for _, v in series)
-        if len(values) >= 5:
-            median = values[len(values) // 2]
-            if values[-1] > 10 and values[-1] > 100 * max(median, 1e-12):
-                spikes.append((name, values[-1], median))
-    exploded = bool(spikes) and rise > 1.5 and not obs.clipped
-    if exploded:
-        name, top, median = max(spikes, key=lambda s: s[1] / max(s[2], 1e-12))
-        report.add(Finding(
-            "exploding-gradient", "warning", "gradient norms explode during training",
-            f"the gradient norm of {name} reached {top:.3g}, {top / max(median, 1e-12):.0f} "
-            f"times its median {median:.3g} over {len(obs.grad_norms[name])} steps, and the "
-            f"loss climbed to {rise:.1f} times its starting level instead of falling",
-            "Clip gradients before optimizer.step() "
-            "(torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)) and lower the "
-            "learning rate; with a loss summed over the batch, the step is batch-size times "
-            "larger than with the mean.",
-            {"parameter": name, "max": top, "median": median, "loss_rise": rise}))
-    if not profiles:
-        return
-    record, last = records[-1], profiles[-1]["norms"]
-    length = len(last)
-    end = last[-1] if last[-1] > 0 else max(last)
-    ratio = last[0] / end
-    kind = record["kind"]
-    numbers: dict[str, Any] = {"steps": length, "first": last[0], "last": last[-1],
-                               "ratio": ratio, "cell": kind}
-    reference = replay.reference_norms(record) if record.get("x") is not None else None
-    normal = ""
-    ref_ratio = None
-    if reference and reference[-1] > 0:
-        ref_ratio = reference[0] / reference[-1]
-        numbers["fresh_ratio"] = ref_ratio
-        report.series["state_gradients_fresh"] = reference
-        normal = (f"; a freshly initialised {_cell_name(kind)} of the same size on the same "
-                  f"batch and loss gives {ref_ratio:.2g}")
-    far = ref_ratio is not None and (ratio < ref_ratio / ABNORMAL if ratio < 1
-                                     else ratio > ref_ratio * ABNORMAL)
-    if length >= 10 and ratio < VANISHING and far and not exploded:
-        # after an explosion saturates the units, gradients through time die as a
-        # consequence; the explosion above is what to fix
-        report.add(Finding(
-            "vanishing-gradient", "warning", "gradients vanish through time",
-            f"|dL/dh| at the first of {length} steps is {ratio:.2g} of its value at the last "
-            f"step ({last[0]:.3g} against {last[-1]:.3g}){normal}: training has made it far "
-            "worse than normal, and the start of a sequence gets almost no learning signal",
-            _vanishing_fix(kind), numbers))
-    elif length >= 10 and ratio > EXPLODING and far and not obs.clipped and not exploded:
-        report.add(Finding(
-            "exploding-gradient", "warning", "gradients explode through time",
-            f"|dL/dh| at the first of {length} steps is {ratio:.2g} times its value at the "
-            f"last step{normal}",
-            "Clip gradients (torch.nn.utils.clip_grad_norm_) and lower the learning rate or "
-            "the scale of the recurrent weights.", numbers))
-    elif not exploded:
-        report.add(Finding(
-            "gradient-through-time", "ok",
-            "gradients through time are finite and " + (
-                "as a freshly initialised layer's" if ref_ratio is not None else "measured"),
-            f"|dL/dh| over {length} steps goes from {last[0]:.3g} at the first step to "
-            f"{last[-1]:.3g} at the last (ratio {ratio:.3g}){normal}"
-            + ("" if ref_ratio is not None else
-               "; no freshly initialised twin could be measured to compare with"), "",
-            numbers))
-
-
-def _cell_name(kind: str) -> str:
-    return {"srn": "Elman RNN", "lstm": "LSTM", "gru": "GRU"}.get(kind, kind)
-
-
-def _vanishing_fix(kind: str) -> str:
-    if kind == "srn":
-        return ("Use an LSTM or GRU (or a residual SRN), shorten the dependency, or initialise "
-                "the recurrent weights orthogonally.")
-    return ("Lower the learning rate and clip gradients: the gates have saturated. For an "
-            "LSTM, initialise the forget-gate bias to 1 so the cell state carries the "
-            "gradient; shorter chunks (truncated BPTT) also bound the path.")

@@ -106,22 +106,29 @@ def _wait(pid: int, limit: float) -> tuple[int, bool]:
     (forked children, threads), and reap it. Returns (exit status, killed)."""
     deadline = time.perf_counter() + limit
     killed = False
+    status = None
     try:
         while True:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            if info is not None and info.si_pid:
-                break
+            if hasattr(os, "waitid"):  # leaves the child a zombie: its group id stays taken
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                if info is not None and info.si_pid:
+                    break
+            else:  # macOS: reaped; a group with members left keeps its id all the same
+                done, code = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = code
+                    break
             if time.perf_counter() > deadline:
                 killed = True
                 break
             time.sleep(0.02)
     finally:
-        # The child is a zombie or still running, so its group id cannot be reused yet.
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        _, status = os.waitpid(pid, 0)
+        if status is None:
+            _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), killed
 
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn.modules import module as _module
 from torch.optim import optimizer as _optimizer
 
-from rnnlab.doctor import replay
+from rnnlab.doctor import calls, replay
 from rnnlab.doctor.records import (
     BudgetSpent,
     Observations,
@@ -171,7 +171,7 @@ class Watcher:
     def _record(self, module: nn.Module, args: tuple, kwargs: dict, result: Any,
                 enclosing: list, cell: bool) -> Any:
         obs = self.obs
-        x, state = _split_call(args, kwargs)
+        x, state = calls.split_call(args, kwargs)
         batch_first = bool(getattr(module, "batch_first", False))
         obs.modules.setdefault(id(module), describe(module))
         obs.kinds.setdefault(id(module), cell_kind(module))
@@ -191,7 +191,7 @@ class Watcher:
                 replay.watch_cell_step(record, final)
         else:
             if (observe and isinstance(x, Tensor) and iteration not in self._observed
-                    and not _has_lengths(args, kwargs)
+                    and not calls.has_lengths(args, kwargs)
                     and not getattr(module, "bidirectional", False)):
                 self._observed.add(iteration)
                 replayed = replay.replay_steps(module, x, state, batch_first, result)
@@ -200,7 +200,7 @@ class Watcher:
                     time_dim = 1 if batch_first else 0
                     record = replay.new_record(iteration, time_dim, module, len(steps),
                                                len(steps[0][1]) if steps else 0,
-                                               x.detach().clone(), _detached(state))
+                                               x.detach().clone(), calls.detached(state))
                     replay.watch_steps(record, steps)
                     obs.state_grads.append(record)
                     del obs.state_grads[:-6]
@@ -236,7 +236,8 @@ class Watcher:
             for name, p in root.named_parameters():
                 self._param_names.setdefault(id(p), name)
             obs.root = RootCall(
-                module=root, args=_clone(tuple(root_args)), kwargs=_clone(dict(root_kwargs)),
+                module=root, args=calls.clone(tuple(root_args)),
+                kwargs=calls.clone(dict(root_kwargs)),
                 recurrent=module, recurrent_input_shape=call.input_shape,
                 batch_first=batch_first, iteration=iteration, where=call.where,
                 recurrent_input=call.input,
@@ -251,7 +252,7 @@ class Watcher:
         return result
 
     def _root_input(self, root: nn.Module, root_args: tuple) -> Tensor | None:
-        x = _sequence_tensor(root_args)
+        x = calls.sequence_tensor(root_args)
         if x is None:
             return None
         last = self._recent[-1] if self._recent else None
@@ -265,7 +266,7 @@ class Watcher:
         for prev in reversed(self._recent):
             if prev.iteration >= iteration:
                 continue  # same iteration: an encoder handing over to a decoder, a rollout
-            if _same_state(init, prev.final) is not None:
+            if calls.same_state(init, prev.final) is not None:
                 return prev
         return None
 
@@ -284,7 +285,7 @@ class Watcher:
                 numbers["outer_line"] = self.user.locations(outer)[0].code
         self.obs.carries.append(StateCarry(
             index=call.index, previous=prev.index, iteration=call.iteration,
-            previous_iteration=prev.iteration, how=_same_state(init, prev.final) or "",
+            previous_iteration=prev.iteration, how=calls.same_state(init, prev.final) or "",
             kind="", numbers=numbers, where=call.where, calls=(prev, call),
             prev_target=self.obs.targets.get(prev.iteration)))
 
@@ -305,7 +306,7 @@ class Watcher:
                 carry.target = targets[it]
         if self.obs.metric and self.obs.metric[-1][0] == it:
             return  # an LBFGS closure evaluated again, or a second loss term
-        name, value = _metric(pred, target)
+        name, value = calls.metric(pred, target)
         if name:
             self.obs.metric_name = name
             self.obs.metric.append((it, value))
@@ -382,7 +383,7 @@ class Watcher:
             sampler = getattr(sampler, "sampler", sampler)
             shuffled = isinstance(sampler, (RandomSampler, SubsetRandomSampler))
             watcher._fetch = (obs.backward_calls, shuffled)
-            first = _first_tensor(batch)
+            first = calls.first_tensor(batch)
             if first is not None and first.dim() >= 1:
                 obs.loader_batch_sizes.append(int(first.shape[0]))
                 del obs.loader_batch_sizes[:-16]
@@ -403,86 +404,3 @@ class Watcher:
                 return _original(*args, **kwargs)
 
             setattr(torch.nn.utils, name, clip)
-
-
-def _split_call(args: tuple, kwargs: dict) -> tuple[Any, Any]:
-    """(input, initial state) of a recurrent call, for torch and rnnlab layers and cells."""
-    x = args[0] if args else kwargs.get("input", kwargs.get("x"))
-    if len(args) > 1:
-        state = args[1]
-    else:
-        state = kwargs.get("hx", kwargs.get("state", kwargs.get("h0")))
-    return x, state
-
-
-def _has_lengths(args: tuple, kwargs: dict) -> bool:
-    return (len(args) > 2 and args[2] is not None) or kwargs.get("lengths") is not None
-
-
-def _detached(state: Any) -> Any:
-    if isinstance(state, Tensor):
-        return state.detach().clone()
-    if isinstance(state, (tuple, list)):
-        return type(state)(_detached(s) for s in state)
-    return state
-
-
-def _clone(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.detach().clone()
-    if isinstance(value, tuple):
-        return tuple(_clone(v) for v in value)
-    if isinstance(value, list):
-        return [_clone(v) for v in value]
-    return value
-
-
-def _sequence_tensor(args: Any) -> Tensor | None:
-    for a in args:
-        if isinstance(a, Tensor) and a.dim() >= 2:
-            return a
-    return None
-
-
-def _first_tensor(value: Any) -> Tensor | None:
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            found = _first_tensor(v)
-            if found is not None:
-                return found
-    if isinstance(value, dict):
-        for v in value.values():
-            found = _first_tensor(v)
-            if found is not None:
-                return found
-    return None
-
-
-def _same_state(init: list[Tensor], final: list[Tensor]) -> str | None:
-    """How an initial state is an earlier final state: same memory, or equal values."""
-    for a in init:
-        for b in final:
-            if a.shape != b.shape:
-                continue
-            same = a.data_ptr() == b.data_ptr()
-            if not same and not torch.equal(a.detach(), b):
-                continue
-            if not bool(a.detach().ne(0).any()):
-                continue  # zeros are a fresh state, whatever made them
-            return "same storage" if same else "equal values"
-    return None
-
-
-def _metric(pred: Tensor, target: Tensor) -> tuple[str, float]:
-    """Accuracy for class targets, mean squared error for real targets."""
-    if not target.dtype.is_floating_point and pred.dim() == target.dim() + 1:
-        if pred.shape[:-1] == target.shape:
-            return "accuracy", float((pred.argmax(-1) == target).float().mean())
-        if pred.dim() >= 2 and pred.shape[:1] + pred.shape[2:] == target.shape:
-            return "accuracy", float((pred.argmax(1) == target).float().mean())
-        return "", 0.0
-    if target.dtype.is_floating_point and pred.shape == target.shape:
-        return "mse", float((pred.float() - target.float()).pow(2).mean())
-    return "", 0.0

@@ -7,7 +7,7 @@ trains a whole list of :class:`Job` s, each exactly as
 order, optimiser, clipping, evaluation, best-checkpoint selection, files and
 result), with the forward and backward pass through time written out by hand:
 
-- ``native`` (default): a C kernel, built at first use with the system's C
+- ``kernel`` (default): a C kernel, built at first use with the system's C
   compiler and cached, runs hundreds of optimiser steps per call; jobs run side
   by side in threads.
 - ``torch``: the same hand-written BPTT in PyTorch, jobs of one shape in
@@ -15,7 +15,7 @@ result), with the forward and backward pass through time written out by hand:
   (said once on stderr) or where the kernel is measured slower.
 
 :func:`describe` says which backend runs here and why (kernel variant, compiler,
-measured speeds); ``RNNLAB_ENGINE_BACKEND=native`` requires the kernel (an error
+measured speeds); ``RNNLAB_ENGINE_BACKEND=kernel`` requires the kernel (an error
 instead of a fallback), ``=torch`` chooses the PyTorch backend.
 
 Scope: token inputs, one unidirectional layer of ``srn``, ``residual-srn``,

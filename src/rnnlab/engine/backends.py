@@ -27,12 +27,15 @@ from rnnlab.errors import RnnlabError
 if TYPE_CHECKING:
     from rnnlab.engine.population import Member
 
-BACKENDS = ("auto", "native", "torch")
+BACKENDS = ("auto", "kernel", "torch")
+# The C kernel's backend was called "native" before 0.2; still accepted, but "native"
+# also names torch.nn's fused layers (Recurrent(backend="native")), hence the new name.
+_OLD_NAMES = {"native": "kernel"}
 
 
 @dataclass
 class Group:
-    """Members trained together: one member (native) or one shape in lock-step (torch)."""
+    """Members trained together: one member (kernel) or one shape in lock-step (torch)."""
 
     members: list[Member]
     state: Any = None
@@ -59,10 +62,10 @@ def kernel_hyper(member: Member) -> np.ndarray:
                     dtype=np.float32)
 
 
-class NativeBackend:
+class KernelBackend:
     """Each member alone in the C kernel; members run in parallel threads."""
 
-    name = "native"
+    name = "kernel"
     parallel = True
 
     def __init__(self, lib: Any) -> None:
@@ -112,12 +115,12 @@ class NativeBackend:
 def get_backend(name: str = "auto") -> Any:
     """The backend called ``name``; ``auto`` is the fastest one this machine has.
 
-    ``auto`` follows ``$RNNLAB_ENGINE_BACKEND`` when set (``native`` requires the kernel
+    ``auto`` follows ``$RNNLAB_ENGINE_BACKEND`` when set (``kernel`` requires it
     and fails instead of falling back). Falling back to torch is said once on stderr.
     """
     info = choose(name)
-    if info["backend"] == "native":
-        return NativeBackend(native.load())
+    if info["backend"] == "kernel":
+        return KernelBackend(native.load())
     from rnnlab.engine.torch_backend import TorchBackend
 
     return TorchBackend()
@@ -126,7 +129,7 @@ def get_backend(name: str = "auto") -> Any:
 def describe(name: str = "auto") -> dict[str, Any]:
     """What :func:`get_backend` (``name``) runs on this machine, and why.
 
-    Keys: ``backend`` (``native`` or ``torch``), ``requested``, ``reason`` (why torch
+    Keys: ``backend`` (``kernel`` or ``torch``), ``requested``, ``reason`` (why torch
     runs, else ``None``), ``cpu``, and for the kernel its ``isa``, ``vector_floats``,
     ``register_block``, ``compiler``, ``flags``, ``library``; with ``auto``, the measured
     ``kernel_ms_per_step`` and ``torch_ms_per_step`` it chose by. Never raises for a
@@ -149,15 +152,16 @@ def _say_once(line: str) -> None:
 
 def choose(name: str = "auto", quiet: bool = False) -> dict[str, Any]:
     """The decision behind :func:`get_backend` and :func:`describe`."""
+    name = _OLD_NAMES.get(name, name)
     if name not in BACKENDS:
         raise RnnlabError(f"unknown engine backend {name!r}; known: {', '.join(BACKENDS)}")
     requested = name
     if name == "auto":
         env = os.environ.get("RNNLAB_ENGINE_BACKEND", "").strip().lower()
-        if env and env not in BACKENDS:
+        if env and _OLD_NAMES.get(env, env) not in BACKENDS:
             raise RnnlabError(f"RNNLAB_ENGINE_BACKEND={env!r} is not an engine backend; "
                               f"use one of {', '.join(BACKENDS)}")
-        requested = env or "auto"
+        requested = _OLD_NAMES.get(env, env) or "auto"
     info: dict[str, Any] = {"backend": "torch", "requested": requested, "reason": None,
                             "cpu": native.cpu_name()}
     if requested == "torch":
@@ -166,7 +170,7 @@ def choose(name: str = "auto", quiet: bool = False) -> dict[str, Any]:
     lib = native.load()
     if lib is None:
         why = native.why_unavailable()
-        if requested == "native":
+        if requested == "kernel":
             raise RnnlabError(f"the engine's C kernel is not available ({why}); install a C "
                               "compiler (gcc) or use the torch backend")
         info["reason"] = f"the C kernel could not be built: {why}"
@@ -187,7 +191,7 @@ def choose(name: str = "auto", quiet: bool = False) -> dict[str, Any]:
                               f"backend here ({kernel:.3f} vs {torch_ms:.3f} ms per step)")
             if not quiet:
                 _say_once(f"rnnlab: {info['reason']}; using torch. "
-                          "RNNLAB_ENGINE_BACKEND=native forces the kernel.")
+                          "RNNLAB_ENGINE_BACKEND=kernel forces the kernel.")
             return info
-    info["backend"] = "native"
+    info["backend"] = "kernel"
     return info

@@ -17,7 +17,7 @@ The flow for every job (a *member* once built):
    has put a trainer at the job's run state (:class:`~rnnlab.train.TrainState`), and
    the test split is scored as ``Trainer.evaluate`` scores it.
 
-Backends (:mod:`rnnlab.engine.backends`): ``native`` runs each job in the C kernel,
+Backends (:mod:`rnnlab.engine.backends`): ``kernel`` runs each job in the C kernel,
 several jobs in parallel threads (a kernel call releases the GIL); ``torch`` runs
 jobs of one shape in lock-step with batched matrix products, and is the fallback
 where no C compiler is present.
@@ -148,8 +148,8 @@ def train_population(jobs: Sequence[Job], *, backend: str = "auto",
     """Train every job; return their :class:`~rnnlab.train.FitResult` in job order.
 
     ``backend``: ``"auto"`` (the fastest this machine has, see
-    :func:`rnnlab.engine.describe`), ``"native"`` or ``"torch"``. ``workers``: threads
-    for the native backend (default: the CPUs this process may use). A job whose loss
+    :func:`rnnlab.engine.describe`), ``"kernel"`` or ``"torch"``. ``workers``: threads
+    for the kernel backend (default: the CPUs this process may use). A job whose loss
     or parameters became non-finite has, in its slot, the
     :class:`~rnnlab.errors.NonFiniteError` saying so (the trainer's message); the
     other jobs train on.

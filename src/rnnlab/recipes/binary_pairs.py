@@ -29,8 +29,8 @@ from rnnlab.recipes.common import (
     finish,
     resolve_settings,
     save_figure,
-    table,
 )
+from rnnlab.report.markdown import table
 from rnnlab.tasks.base import SplitData
 from rnnlab.tasks.binary_pairs import BinaryPairs, pair_labels
 from rnnlab.train import TrainConfig, Trainer, seeded_model

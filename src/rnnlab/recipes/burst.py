@@ -34,8 +34,8 @@ from rnnlab.recipes.common import (
     finish,
     resolve_settings,
     save_figure,
-    table,
 )
+from rnnlab.report.markdown import table
 from rnnlab.tasks.base import SplitData
 from rnnlab.tasks.burst import Burst
 from rnnlab.train import TrainConfig, Trainer, seeded_model

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,12 @@ from matplotlib.figure import Figure
 
 from rnnlab.errors import RnnlabError
 from rnnlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from rnnlab.report.plots import png_bytes
+from rnnlab.report.plots import PALETTE, png_bytes
 
-# Okabe-Ito colours: input, target, then one per model.
-INPUT_COLOUR, TARGET_COLOUR = "#0072B2", "#D55E00"
-MODEL_COLOURS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+# The report's palette, by role: input, target, then one per model (without the yellow,
+# which a thin line on white does not show).
+INPUT_COLOUR, TARGET_COLOUR = PALETTE[0], PALETTE[1]
+MODEL_COLOURS = tuple(c for c in PALETTE[2:] if c != "#F0E442")
 
 
 def resolve_settings(cls: type, fast: bool, fast_changes: Mapping[str, Any],
@@ -102,18 +103,8 @@ def figure(width: float = 9.0, height: float = 4.0, rows: int = 1,
 
 def save_figure(fig: Figure, path: Path) -> str:
     """Write ``fig`` as a PNG atomically; returns the file name."""
-    atomic_write_bytes(path, png_bytes(fig, dpi=110))
+    atomic_write_bytes(path, png_bytes(fig))
     return path.name
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A Markdown table."""
-    def cell(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def finish(result: RecipeResult, settings: Any, fast: bool, readme: str) -> RecipeResult:

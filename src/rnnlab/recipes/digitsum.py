@@ -28,8 +28,8 @@ from rnnlab.recipes.common import (
     finish,
     resolve_settings,
     save_figure,
-    table,
 )
+from rnnlab.report.markdown import table
 from rnnlab.tasks.digitsum import DigitSum
 from rnnlab.train import TrainConfig, Trainer, seeded_model
 

@@ -39,8 +39,8 @@ from rnnlab.recipes.common import (
     finish,
     resolve_settings,
     save_figure,
-    table,
 )
+from rnnlab.report.markdown import table
 from rnnlab.tasks.base import SplitData
 from rnnlab.tasks.sin_cos import SinCos
 from rnnlab.train import TrainConfig, Trainer, seeded_model

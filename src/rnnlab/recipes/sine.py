@@ -35,8 +35,8 @@ from rnnlab.recipes.common import (
     finish,
     resolve_settings,
     save_figure,
-    table,
 )
+from rnnlab.report.markdown import table
 from rnnlab.tasks.sine import Sine, rollout_mse
 from rnnlab.train import TrainConfig, Trainer, seeded_model
 from rnnlab.train.stateful import as_streams

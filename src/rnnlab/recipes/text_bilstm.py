@@ -33,8 +33,8 @@ from rnnlab.recipes.common import (
     finish,
     resolve_settings,
     save_figure,
-    table,
 )
+from rnnlab.report.markdown import table
 from rnnlab.tasks.text import Text, bag_of_words_ceiling, bag_of_words_predictions
 from rnnlab.tasks.text_corpus import KINDS
 from rnnlab.train import TrainConfig, Trainer, seeded_model
