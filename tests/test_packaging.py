@@ -73,13 +73,13 @@ def test_an_installed_wheel_runs_the_kernel_without_a_compiler(tmp_path):
            "PYTHONPATH": ""}
     env.pop("RNNLAB_KERNEL_MARCH", None)
     script = ("import json, rnnlab, rnnlab.engine as e; "
-              "print(json.dumps({'file': rnnlab.__file__, **e.describe('native')}))")
+              "print(json.dumps({'file': rnnlab.__file__, **e.describe('kernel')}))")
     out = subprocess.run([python, "-c", script], env=env, capture_output=True, text=True,
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["file"].startswith(site)  # the installed copy, not the source tree
-    assert info["backend"] == "native" and info["source"] == "prebuilt", info
+    assert info["backend"] == "kernel" and info["source"] == "prebuilt", info
     assert info["library"].startswith(site)
     assert list(cache.iterdir()) == []  # nothing was compiled
     # and it trains: a tiny experiment on the kernel, the compiler still missing
@@ -88,7 +88,7 @@ def test_an_installed_wheel_runs_the_kernel_without_a_compiler(tmp_path):
         [python, "-m", "rnnlab", "memory", "--cells", "srn", "--lengths", "3", "--seeds", "1",
          "--epochs", "1", "--task-param", "k_train=1", "--task-param", "k_dev=1",
          "--task-param", "k_test=1", "--quiet", "--out", str(runs)],
-        env={**env, "RNNLAB_ENGINE_BACKEND": "native"}, capture_output=True, text=True,
+        env={**env, "RNNLAB_ENGINE_BACKEND": "kernel"}, capture_output=True, text=True,
         cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (runs / "results.csv").is_file() and list(cache.iterdir()) == []
