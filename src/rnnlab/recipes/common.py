@@ -93,6 +93,18 @@ class Stopwatch:
         return round(time.perf_counter() - self.started, 2)
 
 
+def start(cls: type, fast: bool, fast_changes: Mapping[str, Any],
+          overrides: Mapping[str, Any], out: str | Path) -> tuple[Any, Path, Stopwatch]:
+    """The resolved settings, the output folder (created) and the stopwatch of the run.
+
+    Bad settings are refused before anything is written.
+    """
+    settings = resolve_settings(cls, fast, fast_changes, overrides)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return settings, out, Stopwatch()
+
+
 def figure(width: float = 9.0, height: float = 4.0, rows: int = 1,
            cols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
     """A figure and its axes, made without pyplot so nothing global is touched."""
