@@ -79,7 +79,8 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
     scores = {"bilstm": _accuracy(predicted, test.targets),
               "bag_of_words": _accuracy(bag, test.targets)}
     ceiling = bag_of_words_ceiling(test)
-    per_kind = _per_kind(task.reviews(settings.seed)["test"].kinds, predicted, bag, test)
+    per_kind = _per_kind(task.reviews(settings.seed)["test"].kinds, predicted, bag,
+                         test.targets)
     _plot(out, fitted.history, per_kind, scores["bag_of_words"], ceiling, task.chance)
     result = RecipeResult(
         name="text-bilstm", out=out, model=f"bidirectional lstm, pool {settings.pool}",
@@ -112,12 +113,12 @@ def _train(out: Path, settings: Settings, task: Text,
 
 
 def _per_kind(kinds: list[str] | None, predicted: torch.Tensor, bag: torch.Tensor,
-              test: Any) -> dict[str, dict[str, float]]:
+              targets: torch.Tensor) -> dict[str, dict[str, float]]:
     """Both models' accuracy on each kind of review (none for a corpus without kinds)."""
     if kinds is None:
         return {}
-    return {kind: {"bilstm": _accuracy(predicted, test.targets, kinds, kind),
-                   "bag_of_words": _accuracy(bag, test.targets, kinds, kind)}
+    return {kind: {"bilstm": _accuracy(predicted, targets, kinds, kind),
+                   "bag_of_words": _accuracy(bag, targets, kinds, kind)}
             for kind in KINDS}
 
 
