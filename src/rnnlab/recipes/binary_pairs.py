@@ -24,11 +24,10 @@ from rnnlab.io import write_csv
 from rnnlab.models import model_config_for
 from rnnlab.recipes.common import (
     RecipeResult,
-    Stopwatch,
     figure,
     finish,
-    resolve_settings,
     save_figure,
+    start,
 )
 from rnnlab.report.markdown import table
 from rnnlab.tasks.base import SplitData
@@ -74,54 +73,16 @@ def swapped_axes(n_streams: int, steps: int, batch: int, generator: torch.Genera
 
 
 def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
-    settings: Settings = resolve_settings(Settings, fast, FAST, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    watch = Stopwatch()
+    settings, out, watch = start(Settings, fast, FAST, overrides, out)
     task = BinaryPairs(length=settings.sequence_size,
                        n_train=settings.iterations * settings.batch_size,
                        n_dev=200, n_test=settings.n_test)
     splits = task.splits(seed=settings.seed)
     baseline = task.memoryless_baseline(splits)
-    model_config = model_config_for(task.spec, cell="lstm", hidden_size=settings.lstm_size,
-                                    num_layers=settings.lstm_layers, backend=settings.backend)
-    base_config = TrainConfig(epochs=1, optimizer="sgd", lr=settings.lr,
-                              clip_norm=settings.clip_norm, eval_every=settings.eval_every,
-                              seed=settings.seed, restore_best=False, progress="off")
-
-    runs: dict[str, dict[str, Any]] = {}
-    generator = torch.Generator().manual_seed(settings.seed + 1)
-    broken_train = swapped_axes(settings.iterations, settings.broken_steps,
-                                settings.broken_batch, generator)
-    broken_dev = swapped_axes(4, settings.broken_steps, settings.broken_batch, generator)
-    broken_test = swapped_axes(max(1, settings.n_test * settings.sequence_size
-                                   // (settings.broken_steps * settings.broken_batch)),
-                               settings.broken_steps, settings.broken_batch, generator)
-    fixed_label = f"fixed (batch-first, {settings.batch_size} x {settings.sequence_size})"
-    broken_label = (f"seed's broken axes ({settings.broken_steps} x {settings.broken_batch} "
-                    "read time-major)")
-    plans = {
-        fixed_label: (splits["train"], splits["dev"], splits["test"], settings.batch_size, True),
-        broken_label: (broken_train, broken_dev, broken_test, settings.broken_batch, False),
-    }
-    history_rows = []
-    for label, (train, dev, test, batch, shuffle) in plans.items():
-        model = seeded_model(model_config, settings.seed)
-        trainer = Trainer(base_config.replace(batch_size=batch, shuffle=shuffle))
-        fit = trainer.fit(model, train, dev=dev, test=test)
-        predicted = trainer.predict(model, test.inputs).argmax(-1)
-        confusion = torch.zeros(4, 4, dtype=torch.int64)
-        confusion.index_put_((test.targets.reshape(-1), predicted.reshape(-1)),
-                             torch.ones(predicted.numel(), dtype=torch.int64), accumulate=True)
-        runs[label] = {"accuracy": fit.test["accuracy"], "confusion": confusion,
-                       "seconds": fit.seconds, "model": model, "trainer": trainer}
-        history_rows += [{"model": label, "step": h["step"], "train_loss": h["train_loss"],
-                          "dev_accuracy": h["dev_accuracy"]} for h in fit.history]
-    write_csv(out / "metrics.csv", ["model", "step", "train_loss", "dev_accuracy"], history_rows)
-    fixed, broken = runs[fixed_label], runs[broken_label]
+    runs = _train_both(out, settings, task, _plans(settings, splits))
+    fixed, broken = runs.values()
     probe = _probe(fixed["trainer"], fixed["model"])
     _plot_confusions(out, runs)
-
     result = RecipeResult(
         name="binary-pairs", out=out, model="lstm 2x5, axes fixed",
         metric="accuracy", score=fixed["accuracy"],
@@ -129,11 +90,67 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
         numbers={"fixed_accuracy": round(fixed["accuracy"], 4),
                  "broken_accuracy": round(broken["accuracy"], 4),
                  "probe": probe})
+    return finish(result, settings, fast, _readme(settings, result, runs, probe))
+
+
+def _plans(settings: Settings, splits: dict[str, SplitData]) -> dict[str, tuple[Any, ...]]:
+    """Label -> (train, dev, test, batch size, shuffle?): the fixed setup first."""
+    generator = torch.Generator().manual_seed(settings.seed + 1)
+    steps, batch = settings.broken_steps, settings.broken_batch
+    broken_train = swapped_axes(settings.iterations, steps, batch, generator)
+    broken_dev = swapped_axes(4, steps, batch, generator)
+    # As many test bits as the fixed setup's test set holds.
+    n_broken_test = max(1, settings.n_test * settings.sequence_size // (steps * batch))
+    broken_test = swapped_axes(n_broken_test, steps, batch, generator)
+    fixed_label = f"fixed (batch-first, {settings.batch_size} x {settings.sequence_size})"
+    broken_label = f"seed's broken axes ({steps} x {batch} read time-major)"
+    return {
+        fixed_label: (splits["train"], splits["dev"], splits["test"], settings.batch_size, True),
+        broken_label: (broken_train, broken_dev, broken_test, batch, False),
+    }
+
+
+def _train_both(out: Path, settings: Settings, task: BinaryPairs,
+                plans: dict[str, tuple[Any, ...]]) -> dict[str, dict[str, Any]]:
+    """Train one model per plan from the same initial weights; write ``metrics.csv``."""
+    model_config = model_config_for(task.spec, cell="lstm", hidden_size=settings.lstm_size,
+                                    num_layers=settings.lstm_layers, backend=settings.backend)
+    base_config = TrainConfig(epochs=1, optimizer="sgd", lr=settings.lr,
+                              clip_norm=settings.clip_norm, eval_every=settings.eval_every,
+                              seed=settings.seed, restore_best=False, progress="off")
+    runs: dict[str, dict[str, Any]] = {}
+    history_rows = []
+    for label, (train, dev, test, batch, shuffle) in plans.items():
+        model = seeded_model(model_config, settings.seed)
+        trainer = Trainer(base_config.replace(batch_size=batch, shuffle=shuffle))
+        fit = trainer.fit(model, train, dev=dev, test=test)
+        predicted = trainer.predict(model, test.inputs).argmax(-1)
+        runs[label] = {"accuracy": fit.test["accuracy"],
+                       "confusion": _confusion(test.targets, predicted),
+                       "seconds": fit.seconds, "model": model, "trainer": trainer}
+        history_rows += [{"model": label, "step": h["step"], "train_loss": h["train_loss"],
+                          "dev_accuracy": h["dev_accuracy"]} for h in fit.history]
+    write_csv(out / "metrics.csv", ["model", "step", "train_loss", "dev_accuracy"], history_rows)
+    return runs
+
+
+def _confusion(targets: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """Counts of (true class, predicted class) over every step."""
+    confusion = torch.zeros(4, 4, dtype=torch.int64)
+    confusion.index_put_((targets.reshape(-1), predicted.reshape(-1)),
+                         torch.ones(predicted.numel(), dtype=torch.int64), accumulate=True)
+    return confusion
+
+
+def _readme(settings: Settings, result: RecipeResult, runs: dict[str, dict[str, Any]],
+            probe: dict[str, list[float]]) -> str:
+    fixed, broken = runs.values()
+    baseline = result.baseline
     rows = [(label, r["accuracy"], f"{r['seconds']:.1f}") for label, r in runs.items()]
     rows.append(("memoryless baseline (lookup on the current bit)", baseline, ""))
-    rows.append(("chance (always class 0)", task.chance, ""))
+    rows.append(("chance (always class 0)", result.chance, ""))
     probe_rows = [(pair, *[f"{p:.4f}" for p in probs]) for pair, probs in probe.items()]
-    readme = f"""
+    return f"""
 # Recipe `binary-pairs` (seed 003)
 
 **Run:** two stacked LSTMs of {settings.lstm_size} units (`{settings.backend}` backend) and a
@@ -161,7 +178,6 @@ model reaches {fixed['accuracy']:.4f}. The broken one stays at {broken['accuracy
 its confusion matrix mixes 0 with 2 and 1 with 3, exactly the seed's symptom, because the
 previous bit of each labelled pair lives in another of its "sequences".
 """
-    return finish(result, settings, fast, readme)
 
 
 def _probe(trainer: Trainer, model: torch.nn.Module) -> dict[str, list[float]]:

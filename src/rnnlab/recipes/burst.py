@@ -29,11 +29,10 @@ from rnnlab.recipes.common import (
     MODEL_COLOURS,
     TARGET_COLOUR,
     RecipeResult,
-    Stopwatch,
     figure,
     finish,
-    resolve_settings,
     save_figure,
+    start,
 )
 from rnnlab.report.markdown import table
 from rnnlab.tasks.base import SplitData
@@ -105,16 +104,29 @@ def _predict(trainer: Trainer, model: torch.nn.Module, test: SplitData, streams:
 
 
 def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
-    settings: Settings = resolve_settings(Settings, fast, FAST, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    watch = Stopwatch()
+    settings, out, watch = start(Settings, fast, FAST, overrides, out)
     task = Burst(length=settings.length, n_train=settings.n_sequences, n_dev=1,
                  n_test=settings.n_test)
     splits = task.splits(seed=settings.seed)
     train, test = splits["train"], splits["test"]
     baseline = task.memoryless_baseline(splits)
+    outcomes = _train_all(out, settings, task, train, test)
+    _write_per_step(out, settings, outcomes)
+    _plot_examples(out, test, outcomes)
+    _plot_per_step(out, outcomes, 1.0 - baseline)
+    result = RecipeResult(
+        name="burst", out=out, model=VARIANTS[-1][0],
+        metric="accuracy", score=outcomes[VARIANTS[-1][0]]["test_accuracy"],
+        baseline=baseline, chance=task.chance, seconds=watch.seconds,
+        numbers={label: {"train_error": round(o["train_error"], 4),
+                         "test_accuracy": round(o["test_accuracy"], 4)}
+                 for label, o in outcomes.items()})
+    return finish(result, settings, fast, _readme(settings, result, outcomes))
 
+
+def _train_all(out: Path, settings: Settings, task: Burst, train: SplitData,
+               test: SplitData) -> dict[str, dict[str, Any]]:
+    """Train and test every variant in turn; write ``metrics.csv``."""
     history: list[dict[str, Any]] = []
     outcomes: dict[str, dict[str, Any]] = {}
     for label, cell, carry in VARIANTS:
@@ -128,30 +140,27 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
         outcomes[label] = {"train_error": rows[-1]["train_error"],
                            "test_accuracy": 1.0 - float(wrong.mean()),
                            "per_step_error": wrong.mean(0), "predicted": predicted}
-
     write_csv(out / "metrics.csv", ["model", "iteration", "loss", "train_error"], history)
-    steps = torch.arange(settings.length)
-    per_step_rows = [{"step": int(t), **{label: round(float(o["per_step_error"][t]), 4)
-                                         for label, o in outcomes.items()}} for t in steps]
-    write_csv(out / "per_step_error.csv", ["step", *outcomes], per_step_rows)
-    _plot_examples(out, test, outcomes)
-    _plot_per_step(out, outcomes, 1.0 - baseline)
+    return outcomes
 
-    fix = outcomes[VARIANTS[-1][0]]
-    seed_model = outcomes[VARIANTS[0][0]]
-    fresh_srn = outcomes[VARIANTS[1][0]]
-    result = RecipeResult(
-        name="burst", out=out, model=VARIANTS[-1][0],
-        metric="accuracy", score=fix["test_accuracy"],
-        baseline=baseline, chance=task.chance, seconds=watch.seconds,
-        numbers={label: {"train_error": round(o["train_error"], 4),
-                         "test_accuracy": round(o["test_accuracy"], 4)}
-                 for label, o in outcomes.items()})
+
+def _write_per_step(out: Path, settings: Settings, outcomes: dict[str, dict[str, Any]]) -> None:
+    """``per_step_error.csv``: each variant's error rate at each step of the test set."""
+    per_step_rows = [{"step": int(t), **{label: round(float(o["per_step_error"][t]), 4)
+                                         for label, o in outcomes.items()}}
+                     for t in torch.arange(settings.length)]
+    write_csv(out / "per_step_error.csv", ["step", *outcomes], per_step_rows)
+
+
+def _readme(settings: Settings, result: RecipeResult,
+            outcomes: dict[str, dict[str, Any]]) -> str:
+    seed_model, fresh_srn, fix = (outcomes[label] for label, _, _ in VARIANTS)
+    baseline = result.baseline
     rows = [(label, o["train_error"], o["test_accuracy"]) for label, o in outcomes.items()]
     rows.append(("memoryless baseline (lookup on 'is the input zero?')", "", baseline))
-    rows.append(("chance (always 0)", "", task.chance))
+    rows.append(("chance (always 0)", "", result.chance))
     verdict = ("beats" if fix["test_accuracy"] > baseline else "does NOT beat")
-    readme = f"""
+    return f"""
 # Recipe `burst` (seed 000)
 
 **Run:** {len(VARIANTS)} models, each {settings.iterations} full-batch Adam iterations
@@ -179,7 +188,6 @@ cell can hold it, {verdict} the memoryless baseline ({fix['test_accuracy']:.3f})
 per-step error plot shows where the memory is missing: the steps before the burst, where
 the target is 1 and the input is 0.
 """
-    return finish(result, settings, fast, readme)
 
 
 def _plot_examples(out: Path, test: Any, outcomes: dict[str, dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from matplotlib.figure import Figure
@@ -27,6 +27,8 @@ from rnnlab.report.plots import PALETTE, png_bytes
 # which a thin line on white does not show).
 INPUT_COLOUR, TARGET_COLOUR = PALETTE[0], PALETTE[1]
 MODEL_COLOURS = tuple(c for c in PALETTE[2:] if c != "#F0E442")
+
+SettingsT = TypeVar("SettingsT")
 
 
 def resolve_settings(cls: type, fast: bool, fast_changes: Mapping[str, Any],
@@ -91,6 +93,18 @@ class Stopwatch:
     @property
     def seconds(self) -> float:
         return round(time.perf_counter() - self.started, 2)
+
+
+def start(cls: type[SettingsT], fast: bool, fast_changes: Mapping[str, Any],
+          overrides: Mapping[str, Any], out: str | Path) -> tuple[SettingsT, Path, Stopwatch]:
+    """The resolved settings, the output folder (created) and the stopwatch of the run.
+
+    Bad settings are refused before anything is written.
+    """
+    settings: SettingsT = resolve_settings(cls, fast, fast_changes, overrides)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return settings, out, Stopwatch()
 
 
 def figure(width: float = 9.0, height: float = 4.0, rows: int = 1,

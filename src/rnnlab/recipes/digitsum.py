@@ -19,15 +19,14 @@ from typing import Any
 
 from rnnlab.io import write_csv
 from rnnlab.models import model_config_for
-from rnnlab.protocols import get_protocol
+from rnnlab.protocols import Protocol, get_protocol
 from rnnlab.recipes.common import (
     MODEL_COLOURS,
     RecipeResult,
-    Stopwatch,
     figure,
     finish,
-    resolve_settings,
     save_figure,
+    start,
 )
 from rnnlab.report.markdown import table
 from rnnlab.tasks.digitsum import DigitSum
@@ -53,19 +52,37 @@ FAST = {"length": 5, "epochs": 20, "lr": 0.01}
 
 
 def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
-    settings: Settings = resolve_settings(Settings, fast, FAST, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    watch = Stopwatch()
+    settings, out, watch = start(Settings, fast, FAST, overrides, out)
     protocol = get_protocol(settings.protocol)
     task = DigitSum(length=settings.length, **protocol.task_overrides(DigitSum))
     splits = task.splits(seed=settings.seed)
     baseline = task.memoryless_baseline(splits)
+    train_config = _train_config(settings, protocol)
+    outcomes = _train_cells(out, settings, protocol, train_config, task, splits)
+    _plot(out, outcomes, baseline)
+    main_cell = list(outcomes)[-1]  # the fix, when the seed's cell comes first
+    result = RecipeResult(
+        name="digitsum", out=out, model=main_cell, metric="accuracy",
+        score=outcomes[main_cell]["test_accuracy"],
+        baseline=baseline, chance=task.chance, seconds=watch.seconds,
+        numbers={cell: {k: (round(v, 4) if isinstance(v, float) else v)
+                        for k, v in o.items() if k != "history"}
+                 for cell, o in outcomes.items()})
+    return finish(result, settings, fast, _readme(settings, result, protocol, train_config,
+                                                  outcomes))
+
+
+def _train_config(settings: Settings, protocol: Protocol) -> TrainConfig:
+    """The protocol's training, with this recipe's epochs, seed and (if given) rate."""
     changes = {"epochs": settings.epochs, "seed": settings.seed, "progress": "off"}
     if settings.lr is not None:
         changes["lr"] = settings.lr
-    train_config = TrainConfig(**{**protocol.train, **changes})
+    return TrainConfig(**{**protocol.train, **changes})
 
+
+def _train_cells(out: Path, settings: Settings, protocol: Protocol, train_config: TrainConfig,
+                 task: DigitSum, splits: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One model per cell, each from its seed; write ``metrics.csv``."""
     outcomes: dict[str, dict[str, Any]] = {}
     history_rows: list[dict[str, Any]] = []
     for cell in [c.strip() for c in settings.cells.split(",") if c.strip()]:
@@ -82,22 +99,18 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
         history_rows += [{"cell": cell, **h} for h in fit.history]
     write_csv(out / "metrics.csv",
               ["cell", "step", "epoch", "train_loss", "dev_loss", "dev_accuracy"], history_rows)
-    _plot(out, outcomes, baseline)
+    return outcomes
 
-    main_cell = list(outcomes)[-1]  # the fix, when the seed's cell comes first
-    result = RecipeResult(
-        name="digitsum", out=out, model=main_cell, metric="accuracy",
-        score=outcomes[main_cell]["test_accuracy"],
-        baseline=baseline, chance=task.chance, seconds=watch.seconds,
-        numbers={cell: {k: (round(v, 4) if isinstance(v, float) else v)
-                        for k, v in o.items() if k != "history"}
-                 for cell, o in outcomes.items()})
+
+def _readme(settings: Settings, result: RecipeResult, protocol: Protocol,
+            train_config: TrainConfig, outcomes: dict[str, dict[str, Any]]) -> str:
+    baseline = result.baseline
     rows = [(cell, o["test_accuracy"], o["best_dev_accuracy"], o["best_step"],
              f"{o['seconds']:.1f}") for cell, o in outcomes.items()]
     rows.append(("memoryless baseline (lookup on the last digit)", baseline, "", "", ""))
-    rows.append(("chance (always 9)", task.chance, "", "", ""))
+    rows.append(("chance (always 9)", result.chance, "", "", ""))
     scores = "; ".join(f"{cell} {o['test_accuracy']:.2f}" for cell, o in outcomes.items())
-    readme = f"""
+    return f"""
 # Recipe `digitsum` (seed 004, NNDL chapter 6)
 
 **Run:** protocol `{protocol.name}`: {protocol.description}. Here: length
@@ -118,7 +131,6 @@ connection lets the state, and its gradient, pass through time almost unchanged.
 seed at one length is one point of that curve; `rnnlab memory` draws the whole curve over
 lengths and seeds.
 """
-    return finish(result, settings, fast, readme)
 
 
 def _plot(out: Path, outcomes: dict[str, dict[str, Any]], baseline: float) -> None:

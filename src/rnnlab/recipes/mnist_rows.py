@@ -23,16 +23,15 @@ from rnnlab.models import model_config_for
 from rnnlab.recipes.common import (
     MODEL_COLOURS,
     RecipeResult,
-    Stopwatch,
     figure,
     finish,
-    resolve_settings,
     save_figure,
+    start,
 )
 from rnnlab.report.markdown import table
 from rnnlab.tasks.base import SplitData
 from rnnlab.tasks.mnist import MnistRows
-from rnnlab.train import TrainConfig, Trainer, seeded_model
+from rnnlab.train import FitResult, TrainConfig, Trainer, seeded_model
 
 SEED_REPORT = "about 95% (first 2,000 test images)"
 TARGET_ACCURACY = 0.95
@@ -59,10 +58,7 @@ FAST = {"n_train": 2000, "n_test": 500, "monitor_size": 200, "monitor_every": 10
 
 
 def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
-    settings: Settings = resolve_settings(Settings, fast, FAST, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    watch = Stopwatch()
+    settings, out, watch = start(Settings, fast, FAST, overrides, out)
     # The seed trains on every training image, so no dev split is carved out.
     task = MnistRows(data_dir=settings.data_dir, dev_size=0, n_train=settings.n_train,
                      n_test=settings.n_test)
@@ -71,20 +67,10 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
     monitor = SplitData(test.inputs[:settings.monitor_size], test.targets[:settings.monitor_size])
     baseline = task.memoryless_baseline(splits)
     load_seconds = watch.seconds
-
-    config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
-                         lr=settings.lr, optimizer="adam", shuffle=True, seed=settings.seed,
-                         eval_every=settings.monitor_every, restore_best=False)
-    model = seeded_model(model_config_for(task.spec, cell="lstm", hidden_size=settings.hidden_size,
-                                          backend=settings.backend), settings.seed)
-    trainer = Trainer(config)
-    fit = trainer.fit(model, train, dev=monitor, test=test, out_dir=out,
-                      meta={"recipe": "mnist-rows", "task": task.name})
-    accuracy = fit.test["accuracy"]
-    predictions = trainer.predict(model, test.inputs[:20]).argmax(-1)
+    fit, predictions = _train(out, settings, task, train, monitor, test)
     _plot_curves(out, fit.history, baseline)
     _plot_digits(out, test, predictions)
-
+    accuracy = fit.test["accuracy"]
     result = RecipeResult(
         name="mnist-rows", out=out, model=f"lstm({settings.hidden_size})",
         metric="accuracy", score=accuracy, baseline=baseline,
@@ -94,22 +80,44 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
                  "load_seconds": load_seconds, "steps": fit.steps,
                  "last_monitor_accuracy": fit.history[-1]["dev_accuracy"],
                  "reaches_seed_report": accuracy >= TARGET_ACCURACY})
+    return finish(result, settings, fast, _readme(settings, result, len(monitor)))
+
+
+def _train(out: Path, settings: Settings, task: MnistRows, train: SplitData,
+           monitor: SplitData, test: SplitData) -> tuple[FitResult, torch.Tensor]:
+    """Train (checkpoints and the trainer's log in ``out``); the fit, and the model's
+    answers on the first 20 test digits (for the plot)."""
+    config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
+                         lr=settings.lr, optimizer="adam", shuffle=True, seed=settings.seed,
+                         eval_every=settings.monitor_every, restore_best=False)
+    model = seeded_model(model_config_for(task.spec, cell="lstm", hidden_size=settings.hidden_size,
+                                          backend=settings.backend), settings.seed)
+    trainer = Trainer(config)
+    fit = trainer.fit(model, train, dev=monitor, test=test, out_dir=out,
+                      meta={"recipe": "mnist-rows", "task": task.name})
+    return fit, trainer.predict(model, test.inputs[:20]).argmax(-1)
+
+
+def _readme(settings: Settings, result: RecipeResult, n_monitor: int) -> str:
+    accuracy, baseline, numbers = result.score, result.baseline, result.numbers
+    n_train, steps = numbers["train_examples"], numbers["steps"]
+    train_seconds, load_seconds = numbers["train_seconds"], numbers["load_seconds"]
     rows = [
-        (f"LSTM({settings.hidden_size}), whole test set ({len(test)} images)", accuracy),
-        (f"monitor, first {len(monitor)} test images, last check",
-         fit.history[-1]["dev_accuracy"]),
+        (f"LSTM({settings.hidden_size}), whole test set ({numbers['test_examples']} images)",
+         accuracy),
+        (f"monitor, first {n_monitor} test images, last check", numbers["last_monitor_accuracy"]),
         ("memoryless baseline (linear classifier on the last row only)", baseline),
-        ("chance (always the most frequent digit)", task.chance),
+        ("chance (always the most frequent digit)", result.chance),
     ]
     verdict = "reaches" if accuracy >= TARGET_ACCURACY else "does NOT reach"
-    readme = f"""
+    return f"""
 # Recipe `mnist-rows` (seed 002, classification)
 
 **Run:** LSTM with {settings.hidden_size} hidden units (`{settings.backend}` backend) and a
-linear layer on its last state; {settings.epochs} epoch over {len(train)} training images in
-shuffled batches of {settings.batch_size} ({fit.steps} steps), Adam lr {settings.lr},
-cross-entropy, seed {settings.seed}; the first {len(monitor)} test images checked every
-{settings.monitor_every} steps, as in the seed. Training took {fit.seconds:.1f} s (loading
+linear layer on its last state; {settings.epochs} epoch over {n_train} training images in
+shuffled batches of {settings.batch_size} ({steps} steps), Adam lr {settings.lr},
+cross-entropy, seed {settings.seed}; the first {n_monitor} test images checked every
+{settings.monitor_every} steps, as in the seed. Training took {train_seconds:.1f} s (loading
 the data {load_seconds:.1f} s), {result.seconds:.1f} s in all.
 
 {table(["accuracy", "value"], rows)}
@@ -123,7 +131,6 @@ the whole test set ({accuracy:.4f}). A digit read one row per step is only known
 end, so the model must carry what it has seen: the bottom row alone, all a memoryless
 model sees at the last step, gives {baseline:.3f}.
 """
-    return finish(result, settings, fast, readme)
 
 
 def _plot_curves(out: Path, history: list[dict[str, Any]], baseline: float) -> None:

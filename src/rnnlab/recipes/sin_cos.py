@@ -34,11 +34,10 @@ from rnnlab.recipes.common import (
     MODEL_COLOURS,
     TARGET_COLOUR,
     RecipeResult,
-    Stopwatch,
     figure,
     finish,
-    resolve_settings,
     save_figure,
+    start,
 )
 from rnnlab.report.markdown import table
 from rnnlab.tasks.base import SplitData
@@ -68,46 +67,17 @@ FAST = {"chunks": 60, "eval_chunks": 10}
 
 
 def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
-    settings: Settings = resolve_settings(Settings, fast, FAST, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    watch = Stopwatch()
+    settings, out, watch = start(Settings, fast, FAST, overrides, out)
     task = SinCos(length=settings.time_step)
     baseline = task.memoryless_baseline(task.splits(seed=settings.seed))
     stream = task.stream(settings.chunks + settings.eval_chunks)
     train = SplitData(stream.inputs[:settings.chunks], stream.targets[:settings.chunks])
     held_out = SplitData(stream.inputs[settings.chunks:], stream.targets[settings.chunks:])
-
-    config = model_config_for(task.spec, cell=settings.cell, hidden_size=settings.hidden_size,
-                              backend=settings.backend)
-    model = seeded_model(config, settings.seed)
-    # Carried: the chunks are one stream, trained chunk by chunk by the stateful trainer.
-    # Not carried (the seed's printed code): each chunk is a sequence of its own, in order.
-    common = {"epochs": 1, "lr": settings.lr, "eval_every": 1, "seed": settings.seed,
-              "progress": "off", "checkpoints": "last", "tbptt": settings.time_step}
-    trainer = Trainer(TrainConfig(**common))
-    data = as_streams(train)
-    if not settings.carry_state:
-        data = train
-        trainer = Trainer(TrainConfig(**{**common, "tbptt": None, "batch_size": 1,
-                                         "shuffle": False}))
-    fitted = trainer.fit(model, data, out_dir=out / "run")
-    history = [{"chunk": r["step"], "loss": round(r["train_loss"], 6)} for r in fitted.history]
-    write_csv(out / "metrics.csv", ["chunk", "loss"], history)
-
-    # Prediction runs chunk by chunk whatever the training was: carried and fresh.
-    streaming = Trainer(TrainConfig(**common))
-    start = trainer.carried_state  # None when trained without carrying
-    along, _ = streaming.predict_stream(model, as_streams(train).inputs)
-    carried, _ = streaming.predict_stream(model, as_streams(held_out).inputs, start)
-    fresh, _ = streaming.predict_stream(model, as_streams(held_out).inputs, carry=False)
-    carried = carried.reshape(held_out.targets.shape)
-    fresh = fresh.reshape(held_out.targets.shape)
-    eval_y = held_out.targets
-    carried_mse = float(F.mse_loss(carried, eval_y))
-    fresh_mse = float(F.mse_loss(fresh, eval_y))
+    model, trainer, history = _train(out, settings, task, train)
+    along, carried, fresh = _predict(settings, model, trainer.carried_state, train, held_out)
+    carried_mse = float(F.mse_loss(carried, held_out.targets))
+    fresh_mse = float(F.mse_loss(fresh, held_out.targets))
     _plot(out, settings, stream, along, carried, fresh)
-
     result = RecipeResult(
         name="sin-cos", out=out, model=f"{settings.cell}, state carried",
         metric="mse", score=carried_mse, baseline=baseline,
@@ -115,25 +85,62 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
         numbers={"eval_mse_state_carried": round(carried_mse, 6),
                  "eval_mse_fresh_state": round(fresh_mse, 6),
                  "last_train_loss": history[-1]["loss"]})
+    return finish(result, settings, fast, _readme(settings, result, fresh_mse))
+
+
+def _config(settings: Settings, **changes: Any) -> TrainConfig:
+    """Training and prediction alike go one chunk of ``time_step`` points at a time."""
+    return TrainConfig(**{"epochs": 1, "lr": settings.lr, "eval_every": 1, "seed": settings.seed,
+                          "progress": "off", "checkpoints": "last", "tbptt": settings.time_step,
+                          **changes})
+
+
+def _train(out: Path, settings: Settings, task: SinCos,
+           train: SplitData) -> tuple[torch.nn.Module, Trainer, list[dict[str, Any]]]:
+    """Train on the chunks in order; write ``metrics.csv`` (the loss per chunk)."""
+    config = model_config_for(task.spec, cell=settings.cell, hidden_size=settings.hidden_size,
+                              backend=settings.backend)
+    model = seeded_model(config, settings.seed)
+    # Carried: the chunks are one stream, trained chunk by chunk by the stateful trainer.
+    # Not carried (the seed's printed code): each chunk is a sequence of its own, in order.
+    if settings.carry_state:
+        trainer, data = Trainer(_config(settings)), as_streams(train)
+    else:
+        trainer = Trainer(_config(settings, tbptt=None, batch_size=1, shuffle=False))
+        data = train
+    fitted = trainer.fit(model, data, out_dir=out / "run")
+    history = [{"chunk": r["step"], "loss": round(r["train_loss"], 6)} for r in fitted.history]
+    write_csv(out / "metrics.csv", ["chunk", "loss"], history)
+    return model, trainer, history
+
+
+def _predict(settings: Settings, model: torch.nn.Module, start_state: Any, train: SplitData,
+             held_out: SplitData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Along the training stream, then the new chunks with the state carried and fresh.
+
+    Prediction runs chunk by chunk whatever the training was; ``start_state`` is where
+    training left the state (None when it was not carried).
+    """
+    streaming = Trainer(_config(settings))
+    along, _ = streaming.predict_stream(model, as_streams(train).inputs)
+    carried, _ = streaming.predict_stream(model, as_streams(held_out).inputs, start_state)
+    fresh, _ = streaming.predict_stream(model, as_streams(held_out).inputs, carry=False)
+    shape = held_out.targets.shape
+    return along, carried.reshape(shape), fresh.reshape(shape)
+
+
+def _readme(settings: Settings, result: RecipeResult, fresh_mse: float) -> str:
+    carried_mse, baseline = result.score, result.baseline
     rows = [
         (f"{settings.eval_chunks} new chunks, state carried (as trained)", carried_mse),
         ("the same chunks, a fresh state for each", fresh_mse),
         ("memoryless baseline (best linear map of sin t)", baseline),
-        ("chance (always 0)", task.chance),
+        ("chance (always 0)", result.chance),
     ]
     carrying = ("the state carried (detached) from each chunk to the next"
                 if settings.carry_state else "a fresh state for every chunk")
-    if settings.carry_state:
-        meaning = (f"Trained with its state carried, the model reaches {carried_mse:.4f} on "
-                   f"new chunks when it keeps carrying it, and {fresh_mse:.4f} with a fresh "
-                   "state per chunk: it has learned to rely on the state for which half-period "
-                   "a chunk is in, and the first points of a chunk have no other source.")
-    else:
-        meaning = (f"Trained with a fresh state per chunk, as the seed's printed code does, "
-                   f"the model gets {fresh_mse:.4f} on new chunks predicted the same way; "
-                   f"carrying the state, which it never saw in training, gives "
-                   f"{carried_mse:.4f}. The first points of each chunk must be guessed.")
-    readme = f"""
+    meaning = _meaning(settings, carried_mse, fresh_mse)
+    return f"""
 # Recipe `sin-cos` (seed 002, regression)
 
 **Run:** rnnlab's `{settings.cell}` cell (`{settings.backend}` backend), hidden
@@ -155,7 +162,19 @@ the chunks as one stream, or, with `carry_state=false`, as separate sequences.
 {baseline:.3f}): the sign of `cos` depends on whether the wave is rising or falling, which
 only the past tells. {meaning}
 """
-    return finish(result, settings, fast, readme)
+
+
+def _meaning(settings: Settings, carried_mse: float, fresh_mse: float) -> str:
+    """What the two MSEs say, for the way the model was trained."""
+    if settings.carry_state:
+        return (f"Trained with its state carried, the model reaches {carried_mse:.4f} on "
+                f"new chunks when it keeps carrying it, and {fresh_mse:.4f} with a fresh "
+                "state per chunk: it has learned to rely on the state for which half-period "
+                "a chunk is in, and the first points of a chunk have no other source.")
+    return (f"Trained with a fresh state per chunk, as the seed's printed code does, "
+            f"the model gets {fresh_mse:.4f} on new chunks predicted the same way; "
+            f"carrying the state, which it never saw in training, gives "
+            f"{carried_mse:.4f}. The first points of each chunk must be guessed.")
 
 
 def _plot(out: Path, settings: Settings, stream: Any, along: torch.Tensor,

@@ -30,13 +30,13 @@ from rnnlab.recipes.common import (
     MODEL_COLOURS,
     TARGET_COLOUR,
     RecipeResult,
-    Stopwatch,
     figure,
     finish,
-    resolve_settings,
     save_figure,
+    start,
 )
 from rnnlab.report.markdown import table
+from rnnlab.tasks.base import SplitData
 from rnnlab.tasks.sine import Sine, rollout_mse
 from rnnlab.train import TrainConfig, Trainer, seeded_model
 from rnnlab.train.stateful import as_streams
@@ -66,19 +66,34 @@ FAST = {"iterations": 600, "n_test": 64}
 
 
 def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
-    settings: Settings = resolve_settings(Settings, fast, FAST, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    watch = Stopwatch()
-    length = settings.num_time_steps - 1
-    seed_task = Sine(length=length, span=settings.span, max_start=settings.max_start,
-                     integer_start=True)
-    task = Sine(length=length, span=settings.span, max_start=settings.max_start,
-                n_test=settings.n_test)
+    settings, out, watch = start(Settings, fast, FAST, overrides, out)
+    task = Sine(length=settings.num_time_steps - 1, span=settings.span,
+                max_start=settings.max_start, n_test=settings.n_test)
     splits = task.splits(seed=settings.seed)
     test = splits["test"]
     baseline = task.memoryless_baseline(splits)
+    model, state, history = _train(out, settings, task)
+    scores, primed, seed_style = _evaluate(settings, model, state, test)
+    _plot_rollout(out, test, settings, primed, seed_style)
+    _plot_loss(out, history, baseline)
+    one_step, primed_mse, seed_mse = scores
+    result = RecipeResult(
+        name="sine", out=out, model="srn, one step ahead",
+        metric="mse", score=one_step, baseline=baseline,
+        chance=task.chance, seconds=watch.seconds,
+        numbers={"one_step_mse": round(one_step, 6),
+                 f"rollout_mse_prime{settings.prime}": round(primed_mse, 6),
+                 "rollout_mse_seed_style": round(seed_mse, 6),
+                 "final_train_loss": round(history[-1]["loss"], 6)})
+    return finish(result, settings, fast, _readme(settings, result, primed_mse, seed_mse))
 
+
+def _train(out: Path, settings: Settings,
+           task: Sine) -> tuple[torch.nn.Module, torch.Tensor, list[dict[str, Any]]]:
+    """Train as the seed does; the state training ended in, and ``metrics.csv``."""
+    length = settings.num_time_steps - 1
+    seed_task = Sine(length=length, span=settings.span, max_start=settings.max_start,
+                     integer_start=True)
     config = model_config_for(task.spec, cell="srn", hidden_size=settings.hidden_size,
                               init="normal", init_std=settings.init_std,
                               backend=settings.backend)
@@ -91,37 +106,37 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
                                   eval_every=settings.log_every, seed=settings.seed,
                                   progress="off", checkpoints="last"))
     fitted = trainer.fit(model, as_streams(stretches), out_dir=out / "run")
-    state = trainer.carried_state
     history = [{"iteration": r["step"], "loss": r["train_loss"]} for r in fitted.history]
     write_csv(out / "metrics.csv", ["iteration", "loss"], history)
+    return model, trainer.carried_state, history
 
+
+def _evaluate(settings: Settings, model: torch.nn.Module, state: torch.Tensor,
+              test: SplitData) -> tuple[tuple[float, float, float], torch.Tensor, torch.Tensor]:
+    """The one-step, primed-rollout and seed-style-rollout MSEs, and the two rollouts."""
     model.eval()
     with torch.no_grad():
         one_step = float(F.mse_loss(model(test.inputs), test.targets))
     primed_mse, primed = rollout_mse(model, test, prime=settings.prime)
     # The seed's rollout: one true value, from the state training ended in.
     seed_state = state.expand(-1, len(test), -1).contiguous()
-    seed_style = _rollout_from(model, test.inputs[:, :1], length, seed_state)
+    seed_style = _rollout_from(model, test.inputs[:, :1], settings.num_time_steps - 1,
+                               seed_state)
     seed_mse = float(F.mse_loss(seed_style, test.targets))
-    _plot_rollout(out, test, settings, primed, seed_style)
-    _plot_loss(out, history, baseline)
+    return (one_step, primed_mse, seed_mse), primed, seed_style
 
-    result = RecipeResult(
-        name="sine", out=out, model="srn, one step ahead",
-        metric="mse", score=one_step, baseline=baseline,
-        chance=task.chance, seconds=watch.seconds,
-        numbers={"one_step_mse": round(one_step, 6),
-                 f"rollout_mse_prime{settings.prime}": round(primed_mse, 6),
-                 "rollout_mse_seed_style": round(seed_mse, 6),
-                 "final_train_loss": round(history[-1]["loss"], 6)})
+
+def _readme(settings: Settings, result: RecipeResult, primed_mse: float,
+            seed_mse: float) -> str:
+    one_step, baseline, length = result.score, result.baseline, settings.num_time_steps - 1
     rows = [
         ("one-step prediction (true input every step)", one_step),
         (f"rollout after {settings.prime} true values, fresh state", primed_mse),
         ("rollout as the seed: 1 true value, state from training", seed_mse),
         ("memoryless baseline, one step (best linear map of the current value)", baseline),
-        ("chance (always 0)", task.chance),
+        ("chance (always 0)", result.chance),
     ]
-    readme = f"""
+    return f"""
 # Recipe `sine` (seed 001)
 
 **Run:** rnnlab's hand-written SRN (`{settings.backend}` backend), hidden
@@ -149,7 +164,6 @@ than a copy of its input. Primed with {settings.prime} true values its rollout M
 last training stretch, it is {seed_mse:.4f}, because one value cannot say whether the
 wave goes up or down.
 """
-    return finish(result, settings, fast, readme)
 
 
 @torch.no_grad()

@@ -28,16 +28,15 @@ from rnnlab.models import model_config_for
 from rnnlab.recipes.common import (
     MODEL_COLOURS,
     RecipeResult,
-    Stopwatch,
     figure,
     finish,
-    resolve_settings,
     save_figure,
+    start,
 )
 from rnnlab.report.markdown import table
 from rnnlab.tasks.text import Text, bag_of_words_ceiling, bag_of_words_predictions
 from rnnlab.tasks.text_corpus import KINDS
-from rnnlab.train import TrainConfig, Trainer, seeded_model
+from rnnlab.train import FitResult, TrainConfig, Trainer, seeded_model
 from rnnlab.train.callbacks import csv_value
 
 SEED_REPORT = "bidirectional LSTM sentiment classifier (no number reported)"
@@ -69,43 +68,20 @@ FAST = {"n_train": 1000, "n_dev": 200, "n_test": 200, "epochs": 4}
 
 
 def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
-    settings: Settings = resolve_settings(Settings, fast, FAST, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    watch = Stopwatch()
+    settings, out, watch = start(Settings, fast, FAST, overrides, out)
     task = Text(data_dir=settings.data_dir, n_train=settings.n_train, n_dev=settings.n_dev,
                 n_test=settings.n_test, min_count=settings.min_count,
                 max_length=settings.max_length)
     splits = task.splits(seed=settings.seed)
     train, test = splits["train"], splits["test"]
-
-    config = model_config_for(task.spec, cell="lstm", bidirectional=True, init="keras",
-                              hidden_size=settings.hidden_size,
-                              embedding_dim=settings.embedding_dim, pool=settings.pool,
-                              backend=settings.backend)
-    model = seeded_model(config, settings.seed)
-    trainer = Trainer(TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
-                                  lr=settings.lr, clip_norm=settings.clip_norm,
-                                  seed=settings.seed, progress="off"))
-    fitted = trainer.fit(model, train, splits["dev"], test, out_dir=out / "run")
-    write_csv(out / "metrics.csv", COLUMNS,
-              [{key: csv_value(r.get(key)) for key in COLUMNS} for r in fitted.history])
-    predicted = trainer.predict(model, test.inputs, test.lengths).argmax(-1)
-
+    fitted, predicted = _train(out, settings, task, splits)
     bag = bag_of_words_predictions(train, test, task.vocab_size)
     scores = {"bilstm": _accuracy(predicted, test.targets),
               "bag_of_words": _accuracy(bag, test.targets)}
     ceiling = bag_of_words_ceiling(test)
-    kinds = task.reviews(settings.seed)["test"].kinds
-    per_kind = {} if kinds is None else {
-        kind: {"bilstm": _accuracy(predicted, test.targets, kinds, kind),
-               "bag_of_words": _accuracy(bag, test.targets, kinds, kind)}
-        for kind in KINDS}
+    per_kind = _per_kind(task.reviews(settings.seed)["test"].kinds, predicted, bag,
+                         test.targets)
     _plot(out, fitted.history, per_kind, scores["bag_of_words"], ceiling, task.chance)
-
-    corpus = (f"the reviews in {settings.data_dir}" if settings.data_dir
-              else f"the generated corpus ({settings.n_train}/{settings.n_dev}/"
-                   f"{settings.n_test} reviews)")
     result = RecipeResult(
         name="text-bilstm", out=out, model=f"bidirectional lstm, pool {settings.pool}",
         metric="accuracy", score=scores["bilstm"], baseline=scores["bag_of_words"],
@@ -115,25 +91,69 @@ def run(out: Path, fast: bool = False, **overrides: Any) -> RecipeResult:
                  "bag_of_words_ceiling": round(ceiling, 4),
                  "vocab_size": task.vocab_size, "best_dev_accuracy": fitted.best_dev_metric,
                  "per_kind": per_kind})
+    return finish(result, settings, fast, _readme(settings, result, ceiling))
+
+
+def _train(out: Path, settings: Settings, task: Text,
+           splits: dict[str, Any]) -> tuple[FitResult, torch.Tensor]:
+    """Train (the best dev epoch restored); the fit and its test-set predictions."""
+    config = model_config_for(task.spec, cell="lstm", bidirectional=True, init="keras",
+                              hidden_size=settings.hidden_size,
+                              embedding_dim=settings.embedding_dim, pool=settings.pool,
+                              backend=settings.backend)
+    model = seeded_model(config, settings.seed)
+    trainer = Trainer(TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
+                                  lr=settings.lr, clip_norm=settings.clip_norm,
+                                  seed=settings.seed, progress="off"))
+    test = splits["test"]
+    fitted = trainer.fit(model, splits["train"], splits["dev"], test, out_dir=out / "run")
+    write_csv(out / "metrics.csv", COLUMNS,
+              [{key: csv_value(r.get(key)) for key in COLUMNS} for r in fitted.history])
+    return fitted, trainer.predict(model, test.inputs, test.lengths).argmax(-1)
+
+
+def _per_kind(kinds: list[str] | None, predicted: torch.Tensor, bag: torch.Tensor,
+              targets: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Both models' accuracy on each kind of review (none for a corpus without kinds)."""
+    if kinds is None:
+        return {}
+    return {kind: {"bilstm": _accuracy(predicted, targets, kinds, kind),
+                   "bag_of_words": _accuracy(bag, targets, kinds, kind)}
+            for kind in KINDS}
+
+
+def _tables(settings: Settings, result: RecipeResult, ceiling: float) -> str:
+    """The test accuracies, then (for the generated corpus) the accuracies by kind."""
+    scores = {"bilstm": result.score, "bag_of_words": result.baseline}
+    per_kind = result.numbers["per_kind"]
     rows = [("bidirectional LSTM (masked, classifier on both final states)"
              if settings.pool == "last" else
              "bidirectional LSTM (masked, classifier on the mean over real tokens)",
              scores["bilstm"]),
             ("bag of words (logistic regression on word counts)", scores["bag_of_words"]),
             ("best any bag-of-words model could do on this test set", ceiling),
-            ("chance (the more common label)", task.chance)]
+            ("chance (the more common label)", result.chance)]
     kind_rows = [(kind, v["bilstm"], v["bag_of_words"]) for kind, v in per_kind.items()]
     kind_table = ("" if not kind_rows else "\n\nAccuracy by kind of review:\n\n"
                   + table(["kind", "bidirectional LSTM", "bag of words"], kind_rows))
+    return table(["test accuracy of", "value"], rows) + kind_table
+
+
+def _readme(settings: Settings, result: RecipeResult, ceiling: float) -> str:
+    scores = {"bilstm": result.score, "bag_of_words": result.baseline}
+    vocab_size = result.numbers["vocab_size"]
+    corpus = (f"the reviews in {settings.data_dir}" if settings.data_dir
+              else f"the generated corpus ({settings.n_train}/{settings.n_dev}/"
+                   f"{settings.n_test} reviews)")
     steps = "packed sequences" if settings.backend == "native" else "masked steps"
     reads = ("the forward state at each text's last real token joined with the backward "
              "state at its first" if settings.pool == "last"
              else "the outputs averaged over the real tokens")
-    readme = f"""
+    return f"""
 # Recipe `text-bilstm` (seed 004, text classification)
 
 **Run:** {corpus}; tokens are lower-cased words and punctuation, the vocabulary
-({task.vocab_size} ids with `<pad>` and `<unk>`) is built on the training split only
+({vocab_size} ids with `<pad>` and `<unk>`) is built on the training split only
 (min count {settings.min_count}), texts are cut to {settings.max_length} tokens and padded
 per batch with their lengths kept. Model: embedding {settings.embedding_dim}, one
 bidirectional LSTM layer of {settings.hidden_size} units per direction
@@ -142,7 +162,7 @@ Adam (lr {settings.lr}), batches of {settings.batch_size}, global-norm clip
 {settings.clip_norm}, {settings.epochs} epochs, the best dev epoch restored; seed
 {settings.seed}. Took {result.seconds:.1f} s.
 
-{table(["test accuracy of", "value"], rows)}{kind_table}
+{_tables(settings, result, ceiling)}
 
 **Plot:** `text_bilstm.png` (dev accuracy while training; accuracy by kind of review).
 **Data:** `metrics.csv`; `run/` holds the trainer's run (`metrics.csv`, `best.pt`,
@@ -156,7 +176,6 @@ the logistic regression gets {scores['bag_of_words']:.3f} (a linear model cannot
 hold "good" positive and "not good" negative at once). The bidirectional LSTM reads
 the words in order and gets {scores['bilstm']:.3f}.
 """
-    return finish(result, settings, fast, readme)
 
 
 def _accuracy(predicted: torch.Tensor, targets: torch.Tensor, kinds: list[str] | None = None,
