@@ -94,7 +94,7 @@ def test_threshold_one_is_allowed():
     assert MemoryConfig(threshold=1.0).validate().threshold == 1.0
     with pytest.raises(RnnlabError, match=r"--threshold must be in \(0, 1\]"):
         MemoryConfig(threshold=1.0 + 1e-6).validate()
-    assert memory_mod.memory_horizon({5: 1.0, 10: 1.0, 15: 0.99}, 1.0) == 10
+    assert memory_horizon({5: 1.0, 10: 1.0, 15: 0.99}, 1.0) == 10
 
 
 # --- grid and hashing --------------------------------------------------------------------
@@ -214,9 +214,14 @@ def test_run_writes_every_output(tmp_path):
     outcome = run_memory(SMALL, tmp_path, runner=runner, progress=False)
     assert outcome.trained == 8 and outcome.reused == 0
     rows = _read(tmp_path / "results.csv")
-    assert list(rows[0]) == ["cell", "length", "seed", "status", "best_dev_accuracy",
-                             "test_accuracy", "steps", "seconds", "engine", "config_hash",
-                             "reason"]
+    # A tidy table: every setting that tells runs apart is a column, rows in grid order.
+    assert list(rows[0])[:9] == ["model", "task", "length", "seed", "lr", "weight_decay",
+                                 "hidden_size", "params", "state_size"]
+    assert {"status", "best_dev_accuracy", "test_accuracy", "engine", "path", "config_hash",
+            "reason"} <= set(rows[0])
+    assert [(r["model"], r["task"], int(r["length"]), int(r["seed"])) for r in rows] == [
+        (s.cell, "digitsum", s.length, s.seed) for s in SMALL.specs()]
+    assert int(rows[0]["params"]) > 0 and int(rows[0]["state_size"]) == 32
     assert len(rows) == 8
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["cells"]["srn"]["horizon"] == 5
@@ -309,9 +314,17 @@ def test_progress_on_a_terminal_and_in_a_log(monkeypatch):
     log = io.StringIO()
     quiet = Progress(total=5, todo=4, stream=log)      # StringIO is not a terminal
     quiet.start()
-    quiet.update()
+    quiet.update(note="srn L=5 seed 0: test 0.900")
     quiet.close()
-    assert log.getvalue().count("\n") == 1 and "\r" not in log.getvalue()
+    # A log gets one plain line per finished run and the final line (Keras verbose=2).
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 2
+    assert lines[0].startswith("[2/5 runs]") and lines[0].endswith("srn L=5 seed 0: test 0.900")
+    silent = io.StringIO()
+    off = Progress(total=5, todo=4, stream=silent, enabled=False)
+    off.update()
+    off.close()
+    assert silent.getvalue().count("\n") == 1
 
     class Tty(io.StringIO):
         def isatty(self):

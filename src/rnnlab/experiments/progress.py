@@ -1,8 +1,9 @@
 """Progress of a long experiment: runs done / total, elapsed time, estimate.
 
 On a terminal one status line is redrawn in place after every finished run. In
-a log (not a TTY) or under CI the line would only be noise, so it stays quiet
-and :meth:`Progress.close` prints one final line instead.
+a log (not a TTY: ``nohup``, a job scheduler, a pipe, CI) a redrawn line would be
+noise, so each finished run prints one plain line instead (Keras' ``verbose=2``
+habit), and :meth:`Progress.close` prints one final line either way.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Progress:
         self.total, self.todo = total, todo
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = interactive(self.stream) if enabled is None else enabled
+        # Not a terminal and not silenced: one line per finished run.
+        self.log = enabled is None and not self.enabled
         self.done = 0
         self.started = time.monotonic()
         self._width = 0
@@ -64,6 +67,9 @@ class Progress:
 
     def update(self, n: int = 1, note: str = "") -> None:
         self.done += n
+        if self.log:
+            self.stream.write(self.line(note) + "\n")
+            self.stream.flush()
         self._draw(note)
 
     def _draw(self, note: str) -> None:
