@@ -81,7 +81,8 @@ def train_group(specs: Sequence[RunSpec], runs_dir: Path, path: str) -> Iterator
         yield from _one_by_one(specs, jobs, task, runs_dir, engine)
         return
     seconds = (time.perf_counter() - start) / len(specs)
-    taken = "vmap" if any(": vmap" in n for n in notes) else "loop"
+    # A note reads "<key> xN: vmap (...)" or "<key> xN: loop (timed: vmap ... )".
+    taken = "vmap" if any(f" x{len(specs)}: vmap" in n for n in notes) else "loop"
     s = specs[0]
     for note in notes:
         print(f"generic path, {s.cell} on {s.task} {s.length}: {note}", file=sys.stderr)

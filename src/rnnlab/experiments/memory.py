@@ -72,10 +72,9 @@ def run_memory(config: MemoryConfig, out_dir: str | Path, *,
 
 def _run_locked(config: MemoryConfig, out_dir: Path, runner: Runner | None,
                 progress: Progress | bool | None, retry_failed: bool) -> MemoryOutcome:
+    from rnnlab.experiments.models import check_models
     from rnnlab.experiments.runners import get_runner
     from rnnlab.report.html import write_memory_report
-
-    from rnnlab.experiments.models import check_models
 
     results_path = out_dir / "results.csv"
     specs = config.specs()
