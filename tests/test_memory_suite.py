@@ -250,3 +250,16 @@ def test_a_registered_task_runs_like_a_built_in(tmp_path):
     info = outcome.summary["tasks"]["suite-first-bit"]
     assert info["chance"] == 0.5 and info["axis_label"] == "bits after the first"
     assert all(r["engine"] == "generic" for r in rows)
+
+
+def test_match_params_scales_each_model_near_the_target():
+    from rnnlab.experiments.models import check_models
+
+    config = MemoryConfig(cells=("srn", "lstm"), lengths=(5,), seeds=1, match_params=6000)
+    specs = config.specs()
+    hidden = {s.cell: s.hidden_size for s in specs}
+    assert hidden["srn"] > hidden["lstm"]                 # the LSTM has 4 gates per unit
+    sizes = check_models(specs)
+    for s in specs:
+        params = sizes[s.cell, s.task, s.hidden_size]["params"]
+        assert abs(params - 6000) < 0.1 * 6000, (s.cell, params)
