@@ -330,8 +330,12 @@ def summarize(config: Any, rows: Sequence[dict[str, Any]], *,
                 point = _point(n, sorted(chosen, key=lambda r: r["seed"]))
                 point["chosen"] = setting
                 points.append(point)
-            entries[name] = _entry(name, points, config.threshold, base.get("unit", "steps"),
-                                   sizes.get((name, task), {}))
+            entry = _entry(name, points, config.threshold, base.get("unit", "steps"),
+                           sizes.get((name, task), {}))
+            if base.get("score", "accuracy") != "accuracy":
+                entry["horizon_text"] = entry["horizon_text"].replace("test accuracy",
+                                                                      "test score")
+            entries[name] = entry
         tasks[task] = {**base, "models": entries}
     first = tasks[config.tasks[0]]
     grid = len(config.lr_values()) * len(config.weight_decay_values())
