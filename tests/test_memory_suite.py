@@ -115,6 +115,8 @@ def test_user_cell_and_model_on_two_tasks_end_to_end(files, capsys):
         assert (out / name).stat().st_size > 1000, name
     html = (out / "report.html").read_text()
     assert "horizon-table" in html and "state size" in html and "torch " in html
+    # The configuration text says what was run, not the protocol's 100 epochs.
+    assert "epochs 2 (the protocol says 100)" in html and "hidden_size 8" in html
     assert printed.out.strip().splitlines()[-1] == f"Report: {out / 'report.html'}"
 
     # The same command trains nothing again.
