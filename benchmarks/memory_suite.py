@@ -10,6 +10,11 @@ memory axis (from ``results.csv``), up to length 200 with ``--long``.
 
     python benchmarks/memory_suite.py                       # epochs 1, seeds 1
     python benchmarks/memory_suite.py --epochs 2 --seeds 3
+    python benchmarks/memory_suite.py --user-only --epochs 5   # a user's nn.LSTM model
+
+``--user-only`` times a user's own ``nn.LSTM`` classifier (written as a user would, in
+a file, given with ``--model``) on the DigitSum default grid (7 lengths x 3 seeds):
+the default engine (generic lock-step path, ``auto``) against ``--engine loop``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,40 @@ from rnnlab.io import read_csv
 from rnnlab.protocols import get_protocol
 
 TASKS = ("digitsum", "copy", "adding", "selective-copy", "associative-recall")
+USER_MODEL = """
+from torch import nn
+
+
+class LSTMClassifier(nn.Module):
+    def __init__(self, vocab_size, num_outputs):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, 32)
+        self.lstm = nn.LSTM(32, 32, batch_first=True)
+        self.out = nn.Linear(32, num_outputs)
+
+    def forward(self, x):
+        _, (h, _) = self.lstm(self.embed(x))
+        return self.out(h[-1])
+
+
+def build(vocab_size, num_outputs):
+    return LSTMClassifier(vocab_size, num_outputs)
+"""
+
+
+def user_model(tmp: Path, epochs: int) -> dict:
+    """A user's LSTM file on the DigitSum default grid: generic path against the loop."""
+    (tmp / "user_model.py").write_text(USER_MODEL)
+    out = {}
+    for engine in ("fast", "loop"):
+        config = MemoryConfig(cells=(), models={"mine": f"{tmp / 'user_model.py'}:build"},
+                              epochs=epochs, engine=engine)
+        seconds, rows = timed(config, tmp / f"user-{engine}")
+        out[engine] = {"runs": len(rows), "seconds": round(seconds, 1),
+                       "paths": sorted({r["path"] for r in rows})}
+        print(f"user nn.LSTM on DigitSum, {engine}: {len(rows)} runs in {seconds:.1f} s "
+              f"({out[engine]['paths']})", flush=True)
+    return out
 
 
 def cpu() -> str:
@@ -62,6 +101,8 @@ def main() -> None:
     parser.add_argument("--long", action="store_true",
                         help="also time one LSTM on copy at lengths 50, 100, 200")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--user-only", action="store_true",
+                        help="only time a user's nn.LSTM module on the DigitSum grid")
     args = parser.parse_args()
     protocol = get_protocol("default").train
     full_runs = sum(len(MemoryConfig(tasks=(t,)).lengths_for(t)) for t in TASKS) \
@@ -71,7 +112,9 @@ def main() -> None:
                     "full_suite_epochs": protocol["epochs"]}
     scale = (protocol["epochs"] / args.epochs) * (3 / args.seeds)
     with tempfile.TemporaryDirectory() as tmp:
-        for engine in ("fast", "loop"):
+        if args.user_only:
+            report["user_model_digitsum"] = user_model(Path(tmp), args.epochs)
+        for engine in () if args.user_only else ("fast", "loop"):
             config = MemoryConfig(tasks=TASKS, seeds=args.seeds, epochs=args.epochs,
                                   engine=engine)
             seconds, rows = timed(config, Path(tmp) / engine)
@@ -85,7 +128,7 @@ def main() -> None:
             print(f"{engine}: {len(rows)} runs in {seconds:.1f} s; the full suite "
                   f"({full_runs} runs, {protocol['epochs']} epochs) extrapolated by steps: "
                   f"{seconds * scale / 60:.1f} min", flush=True)
-        if args.long:
+        if args.long and not args.user_only:
             config = MemoryConfig(cells=("lstm",), tasks=("copy",), lengths=(50, 100, 200),
                                   seeds=args.seeds, epochs=args.epochs)
             _, rows = timed(config, Path(tmp) / "long")
