@@ -1,4 +1,8 @@
-"""The memory-capacity experiment: cells x dependency lengths x seeds on DigitSum.
+"""The memory-capacity experiment: models x tasks x lengths (x lr x weight decay) x seeds.
+
+Every task of the suite (``rnnlab.tasks``, with a memory axis) and every model (built-in
+cells, a user's cell or factory: :mod:`rnnlab.experiments.models`) is run the same way;
+DigitSum is the default and the example below.
 
 DigitSum (seed 004) asks for the sum of the first two digits of a sequence of
 length ``L``; everything after them is distraction. A cell that solves length
@@ -58,7 +62,8 @@ def run_memory(config: MemoryConfig, out_dir: str | Path, *,
                runner: Runner | None = None, progress: Progress | bool | None = None,
                retry_failed: bool = False) -> MemoryOutcome:
     """Train every grid point not yet in ``out_dir/results.csv``, then write
-    ``summary.json``, the PNG figures and ``report.html``.
+    ``summary.json``, the figures (PNG and SVG) and ``report.html``. Every model is built
+    on a probe batch of every task first, so a broken model file fails before training.
 
     A run that fails (non-finite loss) becomes a ``failed`` row and the others go on;
     a rerun skips it like a finished run unless ``retry_failed``. ``runner`` defaults
