@@ -307,8 +307,9 @@ def test_progress_on_a_terminal_and_in_a_log(monkeypatch):
     p.update()
     p.close()
     text = live.getvalue()
-    assert "\r[1/5 runs]" in text and "[2/5 runs]" in text and "[3/5 runs]" in text
-    assert "left" in text and "srn L=5" in text
+    # tqdm's bar, redrawn in place: 1 reused run, then 2 and 3 of 5, the last run's note
+    assert "\r" in text and "1/5" in text and "2/5" in text and "3/5" in text
+    assert "srn L=5" in text and ("run/s" in text or "s/run" in text)
     assert text.endswith("5 runs: 2 trained in 0.0 s, 1 already finished\n")
 
     log = io.StringIO()
