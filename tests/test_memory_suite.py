@@ -265,3 +265,23 @@ def test_match_params_scales_each_model_near_the_target():
     for s in specs:
         params = sizes[s.cell, s.task, s.hidden_size]["params"]
         assert abs(params - 6000) < 0.1 * 6000, (s.cell, params)
+
+
+def test_generic_vmap_and_loop_paths_give_the_same_rows(files, tmp_path):
+    """The suite's generic runner: vmap (all seeds and both learning rates in one group)
+    and the trainer one run at a time end at the same scores."""
+    from rnnlab.experiments.runners import generic_runner
+
+    config = MemoryConfig(cells=(), models={"mine": f"{files / 'models.py'}:build"},
+                          tasks=("copy",), lengths=(4,), seeds=2, epochs=2, k_train=1,
+                          k_dev=1, k_test=1, eval_every=2, lr=(5e-3, 2e-2))
+    specs = config.validate().specs()
+    vmap = {r.spec.config_hash: r for r in generic_runner(specs, tmp_path / "a", path="vmap")}
+    loop = {r.spec.config_hash: r for r in generic_runner(specs, tmp_path / "b", path="loop")}
+    assert set(vmap) == set(loop) and len(vmap) == 4
+    assert {r.path for r in vmap.values()} == {"vmap"}
+    assert {r.path for r in loop.values()} == {"loop"}
+    for key, r in vmap.items():
+        assert r.best_dev_accuracy == pytest.approx(loop[key].best_dev_accuracy, abs=1e-5)
+        assert r.test_accuracy == pytest.approx(loop[key].test_accuracy, abs=1e-5)
+    assert len({round(r.test_accuracy, 6) for r in vmap.values()}) > 1   # not all alike
