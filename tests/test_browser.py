@@ -92,3 +92,14 @@ def test_the_check_sees_a_broken_image(report, tmp_path):
     report.write_text(broken)
     seen = open_in_browser(report, tmp_path)
     assert seen["decoded"] == seen["images"] - 1
+
+
+def test_multi_task_report_opens_with_every_image(tmp_path):
+    """Two models x two tasks: the heat map, a score plot per task and the curves of
+    every model and task (inside closed <details>) all decode."""
+    config = MemoryConfig(cells=("srn", "lstm"), tasks=("digitsum", "copy"), lengths=(5, 10),
+                          seeds=2, k_train=1, k_dev=1, k_test=1)
+    report = run_memory(config, tmp_path / "out", runner=fake_runner, progress=False).report
+    seen = open_in_browser(report, tmp_path)
+    # horizons + 2 score plots + 4 curve figures
+    assert seen == {"images": 7, "decoded": 7, "results_rows": 16, "horizons": 4}

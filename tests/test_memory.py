@@ -25,7 +25,6 @@ from rnnlab.experiments import (
     summarize,
 )
 from rnnlab.experiments import memory as memory_mod
-from rnnlab.experiments import results as results_mod
 from rnnlab.experiments.stats import mean_ci, t_quantile
 from rnnlab.io import write_csv
 from rnnlab.protocols import get_protocol
@@ -95,7 +94,7 @@ def test_threshold_one_is_allowed():
     assert MemoryConfig(threshold=1.0).validate().threshold == 1.0
     with pytest.raises(RnnlabError, match=r"--threshold must be in \(0, 1\]"):
         MemoryConfig(threshold=1.0 + 1e-6).validate()
-    assert results_mod.memory_horizon({5: 1.0, 10: 1.0, 15: 0.99}, 1.0) == 10
+    assert memory_horizon({5: 1.0, 10: 1.0, 15: 0.99}, 1.0) == 10
 
 
 # --- grid and hashing --------------------------------------------------------------------
@@ -215,9 +214,14 @@ def test_run_writes_every_output(tmp_path):
     outcome = run_memory(SMALL, tmp_path, runner=runner, progress=False)
     assert outcome.trained == 8 and outcome.reused == 0
     rows = _read(tmp_path / "results.csv")
-    assert list(rows[0]) == ["cell", "length", "seed", "status", "best_dev_accuracy",
-                             "test_accuracy", "steps", "seconds", "engine", "config_hash",
-                             "reason"]
+    # A tidy table: every setting that tells runs apart is a column, rows in grid order.
+    assert list(rows[0])[:9] == ["model", "task", "length", "seed", "lr", "weight_decay",
+                                 "hidden_size", "params", "state_size"]
+    assert {"status", "best_dev_accuracy", "test_accuracy", "engine", "path", "config_hash",
+            "reason"} <= set(rows[0])
+    assert [(r["model"], r["task"], int(r["length"]), int(r["seed"])) for r in rows] == [
+        (s.cell, "digitsum", s.length, s.seed) for s in SMALL.specs()]
+    assert int(rows[0]["params"]) > 0 and int(rows[0]["state_size"]) == 32
     assert len(rows) == 8
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["cells"]["srn"]["horizon"] == 5
@@ -303,16 +307,25 @@ def test_progress_on_a_terminal_and_in_a_log(monkeypatch):
     p.update()
     p.close()
     text = live.getvalue()
-    assert "\r[1/5 runs]" in text and "[2/5 runs]" in text and "[3/5 runs]" in text
-    assert "left" in text and "srn L=5" in text
+    # tqdm's bar, redrawn in place: 1 reused run, then 2 and 3 of 5, the last run's note
+    assert "\r" in text and "1/5" in text and "2/5" in text and "3/5" in text
+    assert "srn L=5" in text and ("run/s" in text or "s/run" in text)
     assert text.endswith("5 runs: 2 trained in 0.0 s, 1 already finished\n")
 
     log = io.StringIO()
     quiet = Progress(total=5, todo=4, stream=log)      # StringIO is not a terminal
     quiet.start()
-    quiet.update()
+    quiet.update(note="srn L=5 seed 0: test 0.900")
     quiet.close()
-    assert log.getvalue().count("\n") == 1 and "\r" not in log.getvalue()
+    # A log gets one plain line per finished run and the final line (Keras verbose=2).
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 2
+    assert lines[0].startswith("[2/5 runs]") and lines[0].endswith("srn L=5 seed 0: test 0.900")
+    silent = io.StringIO()
+    off = Progress(total=5, todo=4, stream=silent, enabled=False)
+    off.update()
+    off.close()
+    assert silent.getvalue().count("\n") == 1
 
     class Tty(io.StringIO):
         def isatty(self):

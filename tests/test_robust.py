@@ -201,7 +201,7 @@ def test_a_read_only_out_is_one_line(tmp_path, monkeypatch, capsys):
     (["memory", "--lengths", "99999999999999999999"], "would need about"),
     (["memory", "--hidden", "99999999999999999999"], "would need about"),
     (["memory", "--embedding", "1000000000"], "would need about"),
-    (["memory", "--clip", "inf"], "--clip must be"),
+    (["memory", "--clip", "inf"], "--clip-norm must be"),
     (["memory", "--lr", "nan"], "--lr must be"),
     (["train", "digitsum", "--hidden", "100000"], "would need about"),
     (["train", "digitsum", "--layers", "100000"], "would need about"),

@@ -23,6 +23,7 @@ from rnnlab.experiments.grid import (
     DEFAULT_SEEDS,
     DEFAULT_THRESHOLD,
     SETTINGS,
+    TASK,
     MemoryConfig,
 )
 from rnnlab.experiments.memory import run_memory
@@ -83,13 +84,41 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return tuple(values)
 
 
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    values = []
+    for part in _names(text, option):
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise RnnlabError(f"{option} must be comma-separated numbers such as 1e-3,5e-3; "
+                              f"got {part!r}") from None
+    return tuple(values)
+
+
+def _models(given: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``NAME=path/to/file.py:build`` options as (name, reference) pairs."""
+    pairs = []
+    for text in given:
+        name, eq, ref = text.partition("=")
+        if not eq or not name.strip() or not ref.strip():
+            raise RnnlabError(f"--model needs NAME=path/to/file.py:build (or "
+                              f"NAME=package.module:build), got {text!r}")
+        pairs.append((name.strip(), ref.strip()))
+    return tuple(pairs)
+
+
 @config_option
 @click.command("memory", cls=VocabCommand,
                renamed={"--clip": ("--clip-norm", "{}"), **task_param_aliases(*TASK_SETTINGS)})
 @click.option("--cells", default=",".join(DEFAULT_CELLS), show_default=True,
-              help="Comma-separated cell names.")
-@click.option("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), show_default=True,
-              help="Comma-separated sequence lengths (each >= 3).")
+              help="Comma-separated built-in cell names or path/to/file.py:MyCell / "
+                   "package.module:MyCell (a RecurrentCell subclass).")
+@click.option("--lengths", default=None,
+              show_default="each task's own; digitsum: " + ",".join(map(str, DEFAULT_LENGTHS)),
+              help="Comma-separated values of each task's memory axis (for digitsum the "
+                   "sequence length, each >= 3).")
 @click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, type=int,
               help="Seeds per cell and length (seeds 0 .. N-1).")
 @click.option("--threshold", default=DEFAULT_THRESHOLD, show_default=True, type=float,
@@ -107,7 +136,7 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--embedding", "embedding_dim", type=int, help="Embedding size.")
 @click.option("--epochs", type=int, help="Passes over the training split.")
 @click.option("--batch-size", type=int, help="Examples per optimiser step.")
-@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--lr", help="Learning rate, or a comma-separated grid (best dev is reported).")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
 @click.option("--clip-norm", "clip", type=float,
               help="Clip the global gradient norm to this value (0: no clipping).")
@@ -124,10 +153,23 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--quiet", is_flag=True, help="No progress and no horizon lines.")
 @click.option("--retry-failed", is_flag=True,
               help="Train again the runs recorded as failed (a rerun skips them otherwise).")
+# --- the memory suite (issue 12): tasks, your own models, fair comparison ---------------
+@click.option("--tasks", default=TASK, show_default=True,
+              help="Comma-separated memory tasks (rnnlab tasks lists them, with their axis).")
+@click.option("--model", "models", multiple=True, metavar="NAME=FILE.py:build",
+              help="A model factory of your own, named NAME (repeatable).")
+@click.option("--weight-decay", help="Weight decay, or a comma-separated grid.")
+@click.option("--match-params", type=int,
+              help="Scale each model's hidden size so its parameter count is near N.")
 @click.pass_context
-def memory(ctx: click.Context, cells: str, lengths: str, out: Path, retry_failed: bool,
+def memory(ctx: click.Context, cells: str, lengths: str | None, out: Path, retry_failed: bool,
+           tasks: str, models: tuple[str, ...], lr: str | None, weight_decay: str | None,
            **options) -> None:
-    """Train cells x lengths x seeds on DigitSum and report each cell's memory horizon.
+    """Train models x tasks x lengths x seeds and report each model's memory horizon.
+
+    Built-in cells, your own cells (--cells file.py:MyCell) and models (--model
+    NAME=file.py:build), on any memory task (--tasks digitsum,copy,...). With a grid
+    (--lr 1e-3,5e-3 --weight-decay 0,0.1) the best dev setting is reported.
 
     Rerunning with the same --out trains only the runs not finished yet. A run whose
     training fails (a non-finite loss) is recorded as failed and the others go on;
@@ -136,7 +178,11 @@ def memory(ctx: click.Context, cells: str, lengths: str, out: Path, retry_failed
     as_json, quiet = options.pop("as_json"), options.pop("quiet")
     ctx.with_resource(limit_workers(options.pop("workers")))
     options.update(memory_task_params(options.pop("task_param")))
-    config = MemoryConfig(cells=_names(cells, "--cells"), lengths=_ints(lengths, "--lengths"),
+    config = MemoryConfig(cells=_names(cells, "--cells"),
+                          lengths=None if lengths is None else _ints(lengths, "--lengths"),
+                          tasks=_names(tasks, "--tasks"), models=_models(models),
+                          lr=_floats(lr, "--lr"), weight_decay=_floats(weight_decay,
+                                                                       "--weight-decay"),
                           **options)
     outcome = run_memory(config, out, retry_failed=retry_failed,
                          progress=False if (quiet or as_json) else None)
@@ -144,8 +190,11 @@ def memory(ctx: click.Context, cells: str, lengths: str, out: Path, retry_failed
     if as_json:
         click.echo(json.dumps(outcome.summary, indent=2, default=str))
     elif not quiet:
-        for info in outcome.summary["cells"].values():
-            click.echo(info["horizon_text"])
+        for task, info in outcome.summary["tasks"].items():
+            if len(outcome.summary["tasks"]) > 1:
+                click.echo(f"{task}:")
+            for entry in info["models"].values():
+                click.echo(entry["horizon_text"])
     failed = outcome.summary["runs"]["failed"]
     if failed:
         click.echo(f"{failed} run(s) failed; see the report's 'Every run' table for why, "

@@ -6,7 +6,11 @@
     outcome = run_memory(MemoryConfig(cells=("srn", "lstm"), lengths=(5, 20)), "runs/m")
     print(outcome.summary["cells"]["lstm"]["horizon_text"])
 
-The grid is :mod:`~rnnlab.experiments.grid`, the runs' results and horizons are
+Several tasks, your own models and hyper-parameter grids are fields of the same
+config (``tasks=("digitsum", "copy")``, ``models={"mine": build}``, ``lr=(1e-3, 5e-3)``;
+see docs/memory-suite.md); ``outcome.summary["tasks"][task]["models"]`` holds them.
+The grid is :mod:`~rnnlab.experiments.grid`, the models and tasks of a run
+:mod:`~rnnlab.experiments.models`, the runs' results and horizons are
 :mod:`~rnnlab.experiments.results`, the driver is :mod:`~rnnlab.experiments.memory`.
 """
 

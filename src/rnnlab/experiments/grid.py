@@ -26,6 +26,12 @@ DEFAULT_THRESHOLD = 0.9
 # Part of every run's hash: bump it when the meaning of a spec field changes, so
 # old rows are no longer taken for results of the new definition.
 SPEC_VERSION = 1
+# Fields added to RunSpec after version 1: left out of the hash while at their default, so
+# every DigitSum run of a built-in cell keeps the hash it had (no migration needed).
+_LATER_FIELDS = {"weight_decay": 0.0, "model_kind": "", "model_source": ""}
+# Where the run's model comes from (a file path or a Python name): not part of the hash,
+# because moving a model file does not change a result; its content (model_source) does.
+_UNHASHED = ("model_ref",)
 # Seeds reach numpy's and torch's generators, which take 32-bit values.
 MAX_SEEDS = 2**32
 # Parameters are float32: a learning rate or clip beyond this cannot even be applied.
@@ -87,6 +93,18 @@ class RunSpec:
     model_extra: tuple[tuple[str, Any], ...] = ()
     train_extra: tuple[tuple[str, Any], ...] = ()
     task: str = TASK
+    weight_decay: float = 0.0
+    # "" for a built-in cell (``cell`` is its registry name); "cell" for a user's
+    # RecurrentCell subclass, "factory" for a user's module factory (``cell`` is then the
+    # model's name in the experiment); ``model_source`` hashes the defining file.
+    model_kind: str = ""
+    model_source: str = ""
+    model_ref: str = ""
+
+    @property
+    def model(self) -> str:
+        """The model's name in results and the report (a built-in cell's own name)."""
+        return self.cell
 
     def asdict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -96,14 +114,21 @@ class RunSpec:
     @property
     def config_hash(self) -> str:
         """First 16 hex digits of the SHA-256 of the spec as canonical JSON."""
-        payload = {"version": SPEC_VERSION, **self.asdict()}
+        d = self.asdict()
+        for name in _UNHASHED:
+            d.pop(name)
+        for name, default in _LATER_FIELDS.items():
+            if d[name] == default:
+                d.pop(name)
+        payload = {"version": SPEC_VERSION, **d}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     @property
     def run_id(self) -> str:
         """A folder name a person can read and that still cannot collide."""
-        return f"{self.cell}-L{self.length}-s{self.seed}-{self.config_hash[:8]}"
+        task = "" if self.task == TASK else f"-{self.task}"
+        return f"{self.cell}{task}-L{self.length}-s{self.seed}-{self.config_hash[:8]}"
 
 
 def known_cells() -> list[str]:
@@ -120,19 +145,33 @@ def known_inits() -> list[str]:
     return list(init_names())
 
 
+def _values(value: Any) -> tuple[Any, ...]:
+    """A grid option's values: one value, or a list/tuple of them (``None``: unset)."""
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
 @dataclass(frozen=True)
 class MemoryConfig:
     """The whole memory experiment.
 
-    ``seeds`` is how many seeds (``0 .. seeds-1``) each cell and length gets. The
-    hyper-parameter fields default to ``None``, meaning "whatever ``protocol``
-    says"; a value given overrides the protocol. ``engine`` chooses how runs are
-    trained and never changes a result beyond float tolerance, so it is not part
-    of any run's hash.
+    ``seeds`` is how many seeds (``0 .. seeds-1``) each model, task and length gets.
+    ``cells`` are built-in cell names or ``path/to/file.py:MyCell`` /
+    ``package.module:MyCell``; ``models`` maps more names to factories
+    (``"path.py:build"`` or a Python callable). ``tasks`` are memory tasks (built-in
+    or registered with :func:`rnnlab.tasks.register_task`); ``lengths`` are values of
+    each task's memory axis, ``None`` meaning each task's own ``memory_lengths``.
+    ``lr`` and ``weight_decay`` may be lists: a grid, of which the best *dev* score per
+    model, task and length is reported. ``match_params`` scales each model's hidden
+    size to about that many parameters. The other hyper-parameter fields default to
+    ``None``, meaning "whatever ``protocol`` says". ``engine`` chooses how runs are
+    trained and never changes a result beyond float tolerance, so it is not part of
+    any run's hash.
     """
 
     cells: tuple[str, ...] = DEFAULT_CELLS
-    lengths: tuple[int, ...] = DEFAULT_LENGTHS
+    lengths: tuple[int, ...] | None = None
     seeds: int = DEFAULT_SEEDS
     threshold: float = DEFAULT_THRESHOLD
     protocol: str = "default"
@@ -144,39 +183,67 @@ class MemoryConfig:
     hidden_size: int | None = None
     init: str | None = None
     optimizer: str | None = None
-    lr: float | None = None
+    lr: Any = None
     batch_size: int | None = None
     epochs: int | None = None
     shuffle: bool | None = None
     eval_every: int | None = None
     clip: float | None = None
+    tasks: tuple[str, ...] = (TASK,)
+    models: Any = ()
+    weight_decay: Any = None
+    match_params: int | None = None
 
     def __post_init__(self) -> None:
         # Lists from Python callers become tuples so the config stays hashable.
         object.__setattr__(self, "cells", tuple(self.cells))
-        object.__setattr__(self, "lengths", tuple(self.lengths))
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if self.lengths is not None:
+            object.__setattr__(self, "lengths", tuple(self.lengths))
+        models = self.models.items() if isinstance(self.models, dict) else self.models
+        object.__setattr__(self, "models", tuple((str(k), v) for k, v in models))
+        for name in ("lr", "weight_decay"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def lengths_for(self, task: str) -> tuple[int, ...]:
+        """The values of ``task``'s memory axis this experiment walks, in increasing order."""
+        from rnnlab.tasks import task_class
+
+        return tuple(sorted(self.lengths if self.lengths is not None
+                            else task_class(task).memory_lengths))
 
     def validate(self) -> MemoryConfig:
         """Raise :class:`RnnlabError` with one sentence for the first bad value."""
+        from rnnlab.experiments.models import resolve_models
         from rnnlab.experiments.runners import ENGINES
+        from rnnlab.tasks import memory_task_names, task_class
 
-        check(len(self.cells) > 0, "--cells needs at least one cell name")
-        known = known_cells()
-        for cell in self.cells:
-            check(cell in known,
-                  f"unknown cell {cell!r} in --cells; known cells: {', '.join(known)}")
+        check(len(self.cells) + len(self.models) > 0, "--cells needs at least one cell name")
         check(len(set(self.cells)) == len(self.cells), "--cells lists a cell twice")
-        check(len(self.lengths) > 0, "--lengths needs at least one length")
-        for length in self.lengths:
-            check(isinstance(length, int) and length >= 3,
-                  f"every length must be an integer >= 3 (two digits to sum and at least "
-                  f"one step of distraction), got {length!r} in --lengths")
-        check(len(set(self.lengths)) == len(self.lengths), "--lengths lists a length twice")
+        check(len(self.tasks) > 0, "--tasks needs at least one task name")
+        check(len(set(self.tasks)) == len(self.tasks), "--tasks lists a task twice")
+        suite = memory_task_names()
+        for task in self.tasks:
+            check(task in suite, f"unknown memory task {task!r} in --tasks; known: "
+                  f"{', '.join(suite)} (or a Task registered with rnnlab.tasks.register_task)")
+        resolve_models(self.cells, self.models)
+        if self.lengths is not None:
+            check(len(self.lengths) > 0, "--lengths needs at least one length")
+            check(len(set(self.lengths)) == len(self.lengths), "--lengths lists a length twice")
+        for task in self.tasks:
+            least = 3 if task == TASK else 1
+            for length in self.lengths_for(task):
+                what = ("two digits to sum and at least one step of distraction"
+                        if task == TASK else task_class(task).memory_axis_label)
+                check(isinstance(length, int) and length >= least,
+                      f"every length must be an integer >= {least} ({what}), got {length!r} "
+                      f"in --lengths for task {task}")
         check(isinstance(self.seeds, int) and 1 <= self.seeds <= MAX_SEEDS,
               f"--seeds must be a whole number >= 1 and at most {MAX_SEEDS} (seeds index "
               f"the random generators), got {self.seeds!r}")
         check(isinstance(self.threshold, (int, float)) and 0.0 < self.threshold <= 1.0,
-              f"--threshold must be in (0, 1] (an accuracy), got {self.threshold!r}")
+              f"--threshold must be in (0, 1] (a score), got {self.threshold!r}")
         get_protocol(self.protocol)
         check(self.engine in ENGINES,
               f"unknown engine {self.engine!r}; known engines: {', '.join(ENGINES)}")
@@ -187,11 +254,17 @@ class MemoryConfig:
                    "batch_size": "batch-size", "epochs": "epochs", "eval_every": "eval-every"}
         for name, option in options.items():
             check(s[name] >= 1, f"--{option} must be >= 1, got {s[name]}")
-        check(0 < s["lr"] <= MAX_FLOAT32,
-              f"--lr must be > 0 and finite (at most {MAX_FLOAT32:.2e}, the largest float32), "
-              f"got {s['lr']}")
+        for lr in self.lr_values():
+            check(0 < lr <= MAX_FLOAT32,
+                  f"--lr must be > 0 and finite (at most {MAX_FLOAT32:.2e}, the largest "
+                  f"float32), got {lr}")
+        for wd in self.weight_decay_values():
+            check(0 <= wd <= MAX_FLOAT32, f"--weight-decay must be >= 0 and finite, got {wd}")
+        check(self.match_params is None or (isinstance(self.match_params, int)
+                                            and self.match_params >= 1),
+              f"--match-params must be a whole number >= 1, got {self.match_params!r}")
         check(s["clip"] is None or 0 < s["clip"] <= MAX_FLOAT32,
-              f"--clip must be > 0 and finite (or 0 for no clipping), got {s['clip']}")
+              f"--clip-norm must be > 0 and finite (or 0 for no clipping), got {s['clip']}")
         inits = known_inits()
         check(s["init"] in inits,
               f"unknown --init {s['init']!r}; known initialisers: {', '.join(inits)}")
@@ -200,15 +273,43 @@ class MemoryConfig:
         self._check_budget(s)
         return self
 
+    def lr_values(self) -> tuple[float, ...]:
+        """The learning rates of the grid (the protocol's when none is given)."""
+        given = _values(self.lr)
+        for lr in given:
+            check(isinstance(lr, (int, float)) and not isinstance(lr, bool),
+                  f"--lr must be numbers, got {lr!r}")
+        return tuple(float(v) for v in given) or (float(self.settings()["lr"]),)
+
+    def weight_decay_values(self) -> tuple[float, ...]:
+        """The weight decays of the grid (the protocol's, else 0, when none is given)."""
+        given = _values(self.weight_decay)
+        for wd in given:
+            check(isinstance(wd, (int, float)) and not isinstance(wd, bool),
+                  f"--weight-decay must be numbers, got {wd!r}")
+        if given:
+            return tuple(float(v) for v in given)
+        protocol = get_protocol(self.protocol)
+        return (float(protocol.train.get("weight_decay", 0.0)),)
+
     def _check_budget(self, s: dict[str, Any]) -> None:
         """Refuse a grid that cannot fit in memory and warn on one that takes hours,
-        before a single spec is built (``--seeds 10**12`` would otherwise fill memory)."""
+        before a single spec is built (``--seeds 10**12`` would otherwise fill memory).
+        DigitSum's model sizes stand in for every task and the LSTM for a user's model:
+        an estimate, to catch grids that are off by orders of magnitude."""
         from rnnlab import budget
+        from rnnlab.cells import CELLS
 
-        runs = len(self.cells) * len(self.lengths) * self.seeds
+        points = sum(len(self.lengths_for(t)) for t in self.tasks)
+        models = len(self.cells) + len(self.models)
+        grid = len(self.lr_values()) * len(self.weight_decay_values())
+        runs = models * points * self.seeds * grid
         examples = 100 * (s["k_train"] + s["k_dev"] + s["k_test"])
-        longest = max(self.lengths)
-        heaviest = max(self.cells, key=budget.gates)
+        longest = max(max(self.lengths_for(t)) for t in self.tasks)
+        cells = [c if c in CELLS else "lstm" for c in self.cells] or ["lstm"]
+        if self.models:
+            cells.append("lstm")
+        heaviest = max(cells, key=budget.gates)
         model = {"cell": heaviest, "hidden_size": s["hidden_size"],
                  "embedding_dim": s["embedding_dim"], "vocab_size": 10, "num_outputs": 19}
         batch = min(s["batch_size"], 100 * s["k_train"])
@@ -219,19 +320,22 @@ class MemoryConfig:
                           f"{budget.count(longest)})", need,
                           "ask for fewer or smaller runs")
         work = sum(budget.training_work({**model, "cell": c}, 100 * s["k_train"], n,
-                                        s["epochs"]) * self.seeds
-                   for c in self.cells for n in self.lengths)
+                                        s["epochs"]) * self.seeds * grid
+                   for c in cells for t in self.tasks for n in self.lengths_for(t))
         budget.warn_if_long(f"this grid ({budget.count(runs)} runs)", work,
                             "interrupt with Ctrl-C and rerun the same command to continue")
 
     def settings(self) -> dict[str, Any]:
         """Every :data:`SETTINGS` value (the protocol's, or this config's override) and
-        the protocol's other model and train settings as ``model_extra``/``train_extra``."""
+        the protocol's other model and train settings as ``model_extra``/``train_extra``.
+        With an ``lr`` grid, ``lr`` here is its first value."""
         protocol = get_protocol(self.protocol)
         sections = {"model": protocol.model, "train": protocol.train, "task": protocol.task}
         resolved: dict[str, Any] = {}
         for name, (section, key) in SETTINGS.items():
             value = getattr(self, name)
+            if name == "lr":
+                value = _values(value)[0] if _values(value) else None
             if value is None:
                 value = sections[section].get(key, _defaults(section).get(key))
             resolved[name] = value
@@ -247,16 +351,40 @@ class MemoryConfig:
         return resolved
 
     def specs(self) -> list[RunSpec]:
-        """One spec per grid point, in the order cell, length, seed."""
+        """One spec per grid point, in the order model, task, length, lr, weight decay,
+        seed (for one task and no grid: cell, length, seed, as before)."""
+        from rnnlab.experiments.models import match_hidden, resolve_models
+
         s = self.settings()
-        return [RunSpec(cell=c, length=n, seed=k, **s)
-                for c in self.cells for n in sorted(self.lengths) for k in range(self.seeds)]
+        out = []
+        for entry in resolve_models(self.cells, self.models):
+            for task in self.tasks:
+                base = RunSpec(cell=entry.name, length=0, seed=0, **s, task=task,
+                               model_kind=entry.kind, model_source=entry.source_hash,
+                               model_ref=entry.ref)
+                if self.match_params is not None:
+                    hidden = match_hidden(
+                        dataclasses.replace(base, length=self.lengths_for(task)[0]),
+                        self.match_params)
+                    base = dataclasses.replace(base, hidden_size=hidden)
+                out += [dataclasses.replace(base, length=n, seed=k, lr=lr, weight_decay=wd)
+                        for n in self.lengths_for(task) for lr in self.lr_values()
+                        for wd in self.weight_decay_values() for k in range(self.seeds)]
+        return out
 
     def asdict(self) -> dict[str, Any]:
+        """The experiment as JSON-ready data, with every setting as it was resolved."""
         d = dataclasses.asdict(self)
-        d["cells"], d["lengths"] = list(self.cells), sorted(self.lengths)
+        d["cells"], d["tasks"] = list(self.cells), list(self.tasks)
+        d["lengths"] = None if self.lengths is None else sorted(self.lengths)
+        d["lengths_by_task"] = {t: list(self.lengths_for(t)) for t in self.tasks}
+        d["models"] = {name: obj if isinstance(obj, str) else
+                       f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
+                       for name, obj in self.models}
+        d["lr"], d["weight_decay"] = list(self.lr_values()), list(self.weight_decay_values())
         resolved = self.settings()
         for section in ("model", "train"):
             resolved[f"{section}_extra"] = dict(resolved[f"{section}_extra"])
+        resolved["lr"], resolved["weight_decay"] = d["lr"], d["weight_decay"]
         d["resolved"] = resolved
         return d

@@ -1,4 +1,8 @@
-"""The memory-capacity experiment: cells x dependency lengths x seeds on DigitSum.
+"""The memory-capacity experiment: models x tasks x lengths (x lr x weight decay) x seeds.
+
+Every task of the suite (``rnnlab.tasks``, with a memory axis) and every model (built-in
+cells, a user's cell or factory: :mod:`rnnlab.experiments.models`) is run the same way;
+DigitSum is the default and the example below.
 
 DigitSum (seed 004) asks for the sum of the first two digits of a sequence of
 length ``L``; everything after them is distraction. A cell that solves length
@@ -34,6 +38,7 @@ from rnnlab.experiments.grid import TASK, MemoryConfig, RunSpec
 from rnnlab.experiments.progress import Progress
 from rnnlab.experiments.results import FAILED, RunResult, load_results, record_result, summarize
 from rnnlab.io import FolderLock, atomic_write_json, clean_temporaries
+from rnnlab.tasks import memory_task
 
 Runner = Callable[[Sequence[RunSpec], Path], Iterable[RunResult]]
 """Trains the given specs, writing each run's files under ``runs_dir / spec.run_id``,
@@ -57,7 +62,8 @@ def run_memory(config: MemoryConfig, out_dir: str | Path, *,
                runner: Runner | None = None, progress: Progress | bool | None = None,
                retry_failed: bool = False) -> MemoryOutcome:
     """Train every grid point not yet in ``out_dir/results.csv``, then write
-    ``summary.json``, the PNG figures and ``report.html``.
+    ``summary.json``, the figures (PNG and SVG) and ``report.html``. Every model is built
+    on a probe batch of every task first, so a broken model file fails before training.
 
     A run that fails (non-finite loss) becomes a ``failed`` row and the others go on;
     a rerun skips it like a finished run unless ``retry_failed``. ``runner`` defaults
@@ -71,11 +77,16 @@ def run_memory(config: MemoryConfig, out_dir: str | Path, *,
 
 def _run_locked(config: MemoryConfig, out_dir: Path, runner: Runner | None,
                 progress: Progress | bool | None, retry_failed: bool) -> MemoryOutcome:
+    from rnnlab.experiments.models import check_models
     from rnnlab.experiments.runners import get_runner
     from rnnlab.report.html import write_memory_report
 
     results_path = out_dir / "results.csv"
     specs = config.specs()
+    # Every model built on a probe of every task before any training: a factory's
+    # mistake is one sentence now, not a traceback an hour in.
+    sizes = check_models(specs)
+    order = [s.config_hash for s in specs]
     done = load_results(results_path)
     todo = [s for s in specs if s.config_hash not in done
             or (retry_failed and done[s.config_hash]["status"] == FAILED)]
@@ -93,20 +104,35 @@ def _run_locked(config: MemoryConfig, out_dir: Path, runner: Runner | None,
         if todo:
             progress.start()
             for result in _checked(runner(todo, out_dir / "runs"), todo):
-                record_result(results_path, result)
                 s = result.spec
+                record_result(results_path, result, sizes.get((s.cell, s.task, s.hidden_size)),
+                              order)
                 if result.status == FAILED:
                     failed += 1
                     note = f"failed ({result.reason[:60]})"
                 else:
                     note = f"test {result.test_accuracy:.3f}"
-                progress.update(note=f"{s.cell} L={s.length} seed {s.seed}: {note}")
+                task = "" if len(config.tasks) == 1 else f" {s.task}"
+                grid = "" if len(config.lr_values()) * len(config.weight_decay_values()) == 1 \
+                    else f" lr {s.lr:g} wd {s.weight_decay:g}"
+                progress.update(note=f"{s.cell}{task} L={s.length}{grid} seed {s.seed}: {note}")
     finally:
         progress.close()  # also on Ctrl-C or an error, so the next line starts clean
 
     done = load_results(results_path)
     rows = [done[s.config_hash] for s in specs if s.config_hash in done]
-    summary = summarize(config, rows, chance=task_chance(config))
+    by_model = {(s.cell, s.task): sizes.get((s.cell, s.task, s.hidden_size), {})
+                for s in specs}
+    chance = task_chance(config)
+    baselines = task_baselines(config)
+    if chance is not None:
+        baselines[config.tasks[0]]["chance"] = chance
+    summary = summarize(config, rows, chance=chance, baselines=baselines,
+                        sizes={k: {"params": v.get("params"), "state_size": v.get("state_size"),
+                                   "hidden_size": next(s.hidden_size for s in specs
+                                                       if (s.cell, s.task) == k)}
+                               for k, v in by_model.items()},
+                        provenance=provenance(rows))
     atomic_write_json(out_dir / "summary.json", summary)
     report = write_memory_report(out_dir, summary, specs, rows)
     return MemoryOutcome(out_dir, summary, report, trained=len(todo),
@@ -126,7 +152,43 @@ def _checked(results: Iterable[RunResult], todo: Sequence[RunSpec]) -> Iterator[
 
 
 def task_chance(config: MemoryConfig) -> float | None:
-    """DigitSum's chance accuracy (it does not depend on the length)."""
-    from rnnlab.tasks import get_task
+    """The first task's chance score (DigitSum's does not depend on the length)."""
+    return None if config.tasks[0] != TASK else float(
+        memory_task(TASK, min(config.lengths_for(TASK))).chance_score)
 
-    return float(get_task(TASK, length=min(config.lengths)).chance)
+
+def task_baselines(config: MemoryConfig) -> dict[str, dict[str, Any]]:
+    """Per task: what its axis and score mean, chance on the score's scale, and the
+    memoryless baseline's score at each length (fitted on train, scored on test, on the
+    split sizes of the experiment's first seed)."""
+    from rnnlab.experiments.models import task_params
+
+    s = config.settings()
+    out = {}
+    for name in config.tasks:
+        memoryless = {}
+        for n in config.lengths_for(name):
+            task = memory_task(name, n, **task_params(name, s["k_train"], s["k_dev"],
+                                                      s["k_test"]))
+            memoryless[n] = float(task.memoryless_score(task.splits(seed=0)))
+        described = task.describe_memory()
+        out[name] = {"label": name, "axis": described["axis"],
+                     "axis_label": described["axis_label"], "score": described["score"],
+                     "chance": float(described["chance_score"]), "memoryless": memoryless,
+                     "unit": "steps"}
+    return out
+
+
+def provenance(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What ran the experiment: versions, the CPU, and the paths the runs took."""
+    import platform
+
+    import torch
+
+    from rnnlab import __version__
+    from rnnlab.engine.native import cpu_name
+
+    return {"rnnlab": __version__, "torch": torch.__version__,
+            "python": platform.python_version(), "cpu": cpu_name(),
+            "paths": sorted({f"{r.get('engine', '')}/{r.get('path', '')}".rstrip("/")
+                             for r in rows})}

@@ -1,17 +1,18 @@
 """Progress of a long experiment: runs done / total, elapsed time, estimate.
 
-On a terminal one status line is redrawn in place after every finished run. In
-a log (not a TTY) or under CI the line would only be noise, so it stays quiet
-and :meth:`Progress.close` prints one final line instead.
+On a terminal a tqdm bar (runs done / total, elapsed, time left, the last run's
+result) is redrawn in place after every finished run. In
+a log (not a TTY: ``nohup``, a job scheduler, a pipe, CI) a redrawn line would be
+noise, so each finished run prints one plain line instead (Keras' ``verbose=2``
+habit), and :meth:`Progress.close` prints one final line either way.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 
 def _clock(seconds: float) -> str:
@@ -41,9 +42,11 @@ class Progress:
         self.total, self.todo = total, todo
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = interactive(self.stream) if enabled is None else enabled
+        # Not a terminal and not silenced: one line per finished run.
+        self.log = enabled is None and not self.enabled
         self.done = 0
         self.started = time.monotonic()
-        self._width = 0
+        self._bar: Any = None
 
     @property
     def elapsed(self) -> float:
@@ -59,30 +62,32 @@ class Progress:
         return f"{text}  {note}" if note else text
 
     def start(self, note: str = "") -> None:
-        """Draw the first line, so a terminal shows something before the first run ends."""
-        self._draw(note or f"training {self.todo} runs")
+        """Draw the bar, so a terminal shows something before the first run ends."""
+        if self.enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, initial=self.total - self.todo,
+                             file=self.stream, unit="run", dynamic_ncols=True,
+                             desc="memory", leave=False, mininterval=0.0)
+            self._bar.set_postfix_str(note or f"training {self.todo} runs")
 
     def update(self, n: int = 1, note: str = "") -> None:
         self.done += n
-        self._draw(note)
-
-    def _draw(self, note: str) -> None:
-        if self.enabled:
-            # A line wider than the terminal wraps, and "\r" then redraws only its tail.
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            text = self.line(note)[:width]
-            pad = max(0, self._width - len(text))
-            self.stream.write("\r" + text + " " * pad)
+        if self.log:
+            self.stream.write(self.line(note) + "\n")
             self.stream.flush()
-            self._width = len(text)
+        if self._bar is not None:
+            self._bar.set_postfix_str(note, refresh=False)
+            self._bar.update(n)
 
     def close(self) -> str:
         """End the status line and print the final one (always, TTY or not)."""
         reused = self.total - self.todo
         final = (f"{self.total} runs: {self.done} trained in {self.elapsed:.1f} s, "
                  f"{reused} already finished")
-        if self.enabled and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
+        if self._bar is not None:
+            self._bar.close()  # leave=False: the bar is cleared, the final line stays
+            self._bar = None
         self.stream.write(final + "\n")
         self.stream.flush()
         return final

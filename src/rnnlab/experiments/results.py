@@ -26,9 +26,17 @@ from rnnlab.experiments.stats import mean_ci
 from rnnlab.io import read_csv, write_csv
 
 OK, FAILED = "ok", "failed"
+# A tidy table: one row per run, every setting that can tell runs apart a column, in
+# grid order. ``length`` is the value of the task's memory axis; ``best_dev_accuracy`` and
+# ``test_accuracy`` hold the task's score in [0, 1] (accuracy, or 1 - MSE / MSE of the mean
+# for a regression task: see ``score``); ``engine`` is the engine asked for and ``path``
+# what actually ran (the engine backend ``kernel``/``torch``, ``vmap``, ``loop``,
+# ``trainer``); ``params`` and ``state_size`` are the model's sizes.
 RESULT_FIELDS: tuple[str, ...] = (
-    "cell", "length", "seed", "status", "best_dev_accuracy", "test_accuracy", "steps",
-    "seconds", "engine", "config_hash", "reason",
+    "model", "task", "length", "seed", "lr", "weight_decay", "hidden_size", "params",
+    "state_size", "embedding_dim", "epochs", "batch_size", "optimizer", "clip", "status",
+    "best_dev_accuracy", "test_accuracy", "score", "steps", "seconds", "engine", "path",
+    "model_source", "cell", "config_hash", "reason",
 )
 
 HORIZON_DEFINITION = (
@@ -58,23 +66,44 @@ class RunResult:
     engine: str
     status: str = OK
     reason: str = ""
+    path: str = ""
 
     @classmethod
     def failed(cls, spec: RunSpec, reason: str, engine: str, *, steps: int = 0,
-               seconds: float = 0.0) -> RunResult:
-        return cls(spec, None, None, steps, seconds, engine, status=FAILED, reason=reason)
+               seconds: float = 0.0, path: str = "") -> RunResult:
+        return cls(spec, None, None, steps, seconds, engine, status=FAILED, reason=reason,
+                   path=path)
 
-    def row(self) -> dict[str, Any]:
+    def row(self, sizes: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The run's ``results.csv`` row; ``sizes`` adds ``params`` and ``state_size``."""
         def acc(value: float | None) -> str:
             return "" if value is None else f"{value:.6f}"
 
-        return {"cell": self.spec.cell, "length": self.spec.length, "seed": self.spec.seed,
+        s = self.spec
+        sizes = sizes or {}
+        return {"model": s.cell, "task": s.task, "length": s.length, "seed": s.seed,
+                "lr": f"{s.lr:g}", "weight_decay": f"{s.weight_decay:g}",
+                "hidden_size": s.hidden_size, "params": sizes.get("params", ""),
+                "state_size": "" if sizes.get("state_size") is None else sizes["state_size"],
+                "embedding_dim": s.embedding_dim, "epochs": s.epochs,
+                "batch_size": s.batch_size, "optimizer": s.optimizer,
+                "clip": "" if s.clip is None else f"{s.clip:g}",
                 "status": self.status, "best_dev_accuracy": acc(self.best_dev_accuracy),
-                "test_accuracy": acc(self.test_accuracy), "steps": self.steps,
-                "seconds": f"{self.seconds:.3f}", "engine": self.engine,
-                "config_hash": self.spec.config_hash,
+                "test_accuracy": acc(self.test_accuracy), "score": _score_name(s.task),
+                "steps": self.steps, "seconds": f"{self.seconds:.3f}", "engine": self.engine,
+                "path": self.path, "model_source": s.model_source, "cell": s.cell,
+                "config_hash": s.config_hash,
                 # one line per row, whatever the message held
                 "reason": " ".join(self.reason.split())}
+
+
+def _score_name(task: str) -> str:
+    from rnnlab.tasks import task_class
+
+    try:
+        return task_class(task)().score_label
+    except Exception:  # a task unregistered since: the row is still worth keeping
+        return ""
 
 
 # --- rows --------------------------------------------------------------------------------
@@ -88,7 +117,15 @@ def _parse(raw: dict[str, str]) -> dict[str, Any]:
             return None
         return float(raw[key])
 
+    def number(key: str, kind: type, default: Any) -> Any:
+        return kind(raw[key]) if raw.get(key) not in (None, "") else default
+
+    cell = raw.get("model") or raw["cell"]  # files before the model column named the cell
     return {**raw, "status": status, "reason": raw.get("reason") or "",
+            "cell": cell, "model": cell, "task": raw.get("task") or TASK,
+            "lr": number("lr", float, None), "weight_decay": number("weight_decay", float, 0.0),
+            "params": number("params", int, None), "state_size": number("state_size", int, None),
+            "hidden_size": number("hidden_size", int, None), "path": raw.get("path") or "",
             "length": int(raw["length"]), "seed": int(raw["seed"]),
             "best_dev_accuracy": acc("best_dev_accuracy"), "test_accuracy": acc("test_accuracy"),
             "steps": int(raw["steps"]), "seconds": float(raw["seconds"])}
@@ -110,13 +147,18 @@ def load_results(path: str | Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def record_result(path: str | Path, result: RunResult) -> None:
+def record_result(path: str | Path, result: RunResult, sizes: dict[str, Any] | None = None,
+                  order: Sequence[str] = ()) -> None:
     """Write ``result``'s row into ``results.csv``, replacing an earlier row of the same run
-    (a retried failure), atomically. The caller holds the folder's lock."""
+    (a retried failure), atomically. The caller holds the folder's lock. ``order`` (the
+    grid's config hashes) keeps rows in grid order; rows of other grids go last."""
     path = Path(path)
     rows = [raw for raw in (read_csv(path) if path.exists() else [])
             if raw.get("config_hash") != result.spec.config_hash]
-    write_csv(path, RESULT_FIELDS, [*rows, result.row()])
+    rows.append(result.row(sizes))
+    rank = {h: i for i, h in enumerate(order)}
+    rows.sort(key=lambda r: rank.get(r.get("config_hash", ""), len(rank)))
+    write_csv(path, RESULT_FIELDS, [{k: r.get(k, "") for k in RESULT_FIELDS} for r in rows])
 
 
 # --- horizon and summary -----------------------------------------------------------------
@@ -180,8 +222,30 @@ def horizon_sentence(cell: str, mean_by_length: dict[int, float | None], thresho
             f"accuracy {mean_by_length[nxt]:.2f} < {threshold:g} at length {nxt}).")
 
 
+def horizon_range(points: Sequence[dict[str, Any]], threshold: float,
+                  failed: Sequence[int] = ()) -> tuple[int | None, int | None]:
+    """The horizon read from the intervals' lower and upper ends: how short it may be and
+    how long it may be, given the spread over seeds (the mean where there is no interval)."""
+    low = {p["length"]: p["ci_low"] if p["ci_low"] is not None else p["mean"] for p in points}
+    high = {p["length"]: p["ci_high"] if p["ci_high"] is not None else p["mean"] for p in points}
+    return memory_horizon(low, threshold, failed), memory_horizon(high, threshold, failed)
+
+
+def uncertainty_words(horizon: int | None, low: int | None, high: int | None,
+                      unit: str = "steps") -> str:
+    """The horizon's own uncertainty in words ("" when the intervals agree with it)."""
+    parts = []
+    if high is not None and high != horizon:
+        parts.append(f"{high} {unit} is within the 95% interval")
+    if low != horizon:
+        parts.append("the interval's lower end reaches " +
+                     ("no tested length" if low is None else f"only {low}"))
+    return "; ".join(parts)
+
+
 def _point(length: int, found: list[dict[str, Any]]) -> dict[str, Any]:
-    """One cell and length: the mean and interval over its finished seeds, and its failures."""
+    """One model, task and length: the mean and interval over its finished seeds (inside
+    [0, 1], a score's range), and its failures."""
     ok = [r for r in found if r.get("status", OK) == OK]
     bad = [r for r in found if r.get("status", OK) == FAILED]
     test = [r["test_accuracy"] for r in ok]
@@ -193,55 +257,118 @@ def _point(length: int, found: list[dict[str, Any]]) -> dict[str, Any]:
         "failures": [r["reason"] for r in bad],
     }
     if ok:
-        ci = mean_ci(test)
+        ci = mean_ci(test, bounds=(0.0, 1.0))
         point.update(n=ci.n, mean=ci.mean, std=ci.std, ci_low=ci.low, ci_high=ci.high,
                      ci_half_width=ci.half_width,
                      dev_mean=sum(r["best_dev_accuracy"] for r in ok) / len(ok))
     return point
 
 
+def best_setting(found: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of the (lr, weight decay) setting with the best mean *dev* score over its
+    finished seeds (never the test score: choosing on test would overstate it), and that
+    setting with the dev mean of every setting tried. The first in grid order wins a tie."""
+    settings: dict[tuple, list[dict[str, Any]]] = {}
+    for row in found:
+        settings.setdefault((row.get("lr"), row.get("weight_decay", 0.0)), []).append(row)
+
+    def dev(rows: list[dict[str, Any]]) -> float | None:
+        ok = [r["best_dev_accuracy"] for r in rows if r.get("status", OK) == OK]
+        return sum(ok) / len(ok) if ok else None
+
+    devs = {key: dev(rows) for key, rows in settings.items()}
+    best = max(settings, key=lambda k: -1.0 if devs[k] is None else devs[k])
+    tried = [{"lr": k[0], "weight_decay": k[1], "dev_mean": devs[k]} for k in settings]
+    return settings[best], {"lr": best[0], "weight_decay": best[1], "tried": tried}
+
+
+def _entry(name: str, points: list[dict[str, Any]], threshold: float, unit: str,
+           sizes: dict[str, Any]) -> dict[str, Any]:
+    means = {p["length"]: p["mean"] for p in points}
+    failed = {p["length"]: p["failed"] for p in points if p["failed"]}
+    horizon = memory_horizon(means, threshold, list(failed)) if means else None
+    low, high = horizon_range(points, threshold, list(failed)) if means else (None, None)
+    text = (horizon_sentence(name, means, threshold, failed) if means
+            else f"{cell_label(name)} has no finished runs yet.")
+    extra = uncertainty_words(horizon, low, high, unit) if means else ""
+    if extra:
+        text = f"{text[:-1]}; {extra}."
+    return {"label": cell_label(name), "horizon": horizon, "horizon_low": low,
+            "horizon_high": high, "horizon_text": text, "lengths": points, **sizes}
+
+
 def summarize(config: Any, rows: Sequence[dict[str, Any]], *,
-              chance: float | None = None) -> dict[str, Any]:
-    """Per cell and length: mean test accuracy with its 95% t interval over the seeds that
-    finished, and the seeds that failed; per cell: the memory horizon and its sentence.
-    ``config`` is the :class:`~rnnlab.experiments.grid.MemoryConfig`; ``rows`` are this
-    grid's results."""
-    by_point: dict[tuple[str, int], list[dict[str, Any]]] = {}
+              chance: float | None = None, baselines: dict[str, dict[str, Any]] | None = None,
+              sizes: dict[tuple, dict[str, Any]] | None = None,
+              provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per model, task and length: the best-dev (lr, weight decay) setting and, for it,
+    the mean test score with its 95% t interval over the seeds that finished (clipped to
+    [0, 1]); per model and task: the memory horizon, its range from the intervals, and
+    its sentence. ``summary["tasks"][task]["models"]`` holds them; ``summary["cells"]``
+    is the first task's, as before. ``baselines`` gives each task's label, chance and
+    memoryless scores; ``sizes`` each (model, task)'s parameters and state size."""
+    baselines = baselines or {}
+    sizes = sizes or {}
+    by_point: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for row in rows:
-        by_point.setdefault((row["cell"], row["length"]), []).append(row)
-    cells: dict[str, Any] = {}
-    for cell in config.cells:
-        points = [_point(n, sorted(by_point[cell, n], key=lambda r: r["seed"]))
-                  for n in sorted(config.lengths) if by_point.get((cell, n))]
-        means = {p["length"]: p["mean"] for p in points}
-        failed = {p["length"]: p["failed"] for p in points if p["failed"]}
-        cells[cell] = {
-            "label": cell_label(cell),
-            "horizon": memory_horizon(means, config.threshold, list(failed)) if means else None,
-            "horizon_text": (horizon_sentence(cell, means, config.threshold, failed) if means
-                             else f"{cell_label(cell)} has no finished runs yet."),
-            "lengths": points,
-        }
-    expected = len(config.cells) * len(config.lengths) * config.seeds
+        by_point.setdefault((row["cell"], row.get("task") or TASK, row["length"]), []
+                            ).append(row)
+    from rnnlab.experiments.models import resolve_models
+
+    names = [e.name for e in resolve_models(config.cells, config.models)]
+    tasks: dict[str, Any] = {}
+    for task in config.tasks:
+        base = baselines.get(task, {})
+        entries = {}
+        for name in names:
+            points = []
+            for n in config.lengths_for(task):
+                found = by_point.get((name, task, n))
+                if not found:
+                    continue
+                chosen, setting = best_setting(found)
+                point = _point(n, sorted(chosen, key=lambda r: r["seed"]))
+                point["chosen"] = setting
+                points.append(point)
+            entry = _entry(name, points, config.threshold, base.get("unit", "steps"),
+                           sizes.get((name, task), {}))
+            if base.get("score", "accuracy") != "accuracy":
+                entry["horizon_text"] = entry["horizon_text"].replace("test accuracy",
+                                                                      "test score")
+            entries[name] = entry
+        tasks[task] = {**base, "models": entries}
+    first = tasks[config.tasks[0]]
+    grid = len(config.lr_values()) * len(config.weight_decay_values())
+    expected = sum(len(config.lengths_for(t)) for t in config.tasks) * len(names) \
+        * config.seeds * grid
     n_failed = sum(1 for r in rows if r.get("status", OK) == FAILED)
     return {
         "experiment": "memory",
-        "task": TASK,
+        "task": config.tasks[0],
+        "tasks_run": list(config.tasks),
         "threshold": config.threshold,
-        "chance": chance,
+        "chance": first.get("chance", chance) if chance is None else chance,
         "confidence_level": 0.95,
         "interval": ("Student-t 95% interval of the mean over seeds (n-1 degrees of "
-                     "freedom); undefined (null) with a single seed."),
+                     "freedom), clipped to [0, 1], the range of a score; undefined (null) "
+                     "with a single seed."),
+        "selection": ("with several (lr, weight decay) settings, each model, task and length "
+                      "reports the setting with the best mean dev score (never chosen on "
+                      "test)"),
         "horizon_definition": HORIZON_DEFINITION,
         "runs": {"expected": expected, "finished": len(rows) - n_failed, "failed": n_failed,
                  "complete": len(rows) - n_failed == expected},
-        "cells": cells,
+        "cells": first["models"],
+        "tasks": tasks,
+        "provenance": provenance or {},
         "config": config.asdict(),
     }
 
 
 # --- curves ------------------------------------------------------------------------------
 _CURVE_COLUMNS = ("step", "train_loss", "dev_loss", "dev_accuracy")
+# The generic path writes the task's score as ``dev_score``; it is read as the curve's
+# ``dev_accuracy`` (the dev score), the kernel's files having only the accuracy.
 
 
 def load_curve(path: str | Path) -> dict[str, list[Any]] | None:
@@ -252,6 +379,8 @@ def load_curve(path: str | Path) -> dict[str, list[Any]] | None:
         return None
     curve: dict[str, list[Any]] = {key: [] for key in _CURVE_COLUMNS}
     for row in read_csv(path):
+        if "dev_score" in row:
+            row = {**row, "dev_accuracy": row["dev_score"]}
         for key in _CURVE_COLUMNS:
             curve[key].append(_number(row.get(key), int if key == "step" else float))
     return curve

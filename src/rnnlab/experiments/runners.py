@@ -13,11 +13,20 @@ float tolerance.
   the whole list at once, each model exactly as the trainer would.
 * ``loop``: the ordinary :class:`rnnlab.train.Trainer`, one model at a time; the
   reference the engine is checked against.
+
+The C kernel trains built-in cells on token classification (DigitSum). Every other
+run (a user's cell or model, or another task of the suite) goes through
+:func:`generic_runner`: :func:`rnnlab.engine.generic.fit_many` with ``path="auto"``
+(vmap or loop, measured) under ``fast``, the trainer under ``loop``. Each result
+records its ``engine`` and the ``path`` that actually ran (``kernel``/``torch`` for the
+kernel's backend, ``vmap``/``loop`` for the generic path), and each group of the generic
+path prints one line saying which path it took and why.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,11 +38,17 @@ from rnnlab.experiments.results import RunResult
 
 
 def task_for(spec: RunSpec):
-    """The DigitSum task of a spec (its length and split sizes)."""
-    from rnnlab.tasks import get_task
+    """The task of a spec (its value of the memory axis and split sizes)."""
+    from rnnlab.experiments.models import task_for as build_task
 
-    return get_task(spec.task, length=spec.length, k_train=spec.k_train, k_dev=spec.k_dev,
-                    k_test=spec.k_test)
+    return build_task(spec)
+
+
+def on_kernel(spec: RunSpec) -> bool:
+    """Whether the C kernel can train this spec: a built-in cell on DigitSum."""
+    from rnnlab.experiments.grid import TASK
+
+    return spec.model_kind == "" and spec.task == TASK
 
 
 def model_config_for(spec: RunSpec, task: Any):
@@ -54,7 +69,7 @@ def train_config_for(spec: RunSpec):
         **dict(spec.train_extra), "epochs": spec.epochs, "batch_size": spec.batch_size,
         "lr": spec.lr, "optimizer": spec.optimizer, "clip_norm": spec.clip,
         "eval_every": spec.eval_every, "shuffle": spec.shuffle, "seed": spec.seed,
-        "progress": "off"})
+        "weight_decay": spec.weight_decay, "progress": "off"})
 
 
 def run_meta(spec: RunSpec, task: Any, model_config: Any) -> dict[str, Any]:
@@ -78,7 +93,8 @@ def loop_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]
     """Train each spec alone with the ordinary trainer (the reference engine)."""
     from rnnlab.train import Trainer, seeded_model
 
-    for spec in specs:
+    yield from generic_runner([s for s in specs if not on_kernel(s)], runs_dir, path="loop")
+    for spec in (s for s in specs if on_kernel(s)):
         task = task_for(spec)
         splits = task.splits(seed=spec.seed)
         start = time.perf_counter()
@@ -100,7 +116,7 @@ def loop_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]
         write_spec(run_dir, spec)
         yield RunResult(spec, best_dev_accuracy=float(fit.best_score),
                         test_accuracy=float(fit.test["accuracy"]), steps=int(fit.steps),
-                        seconds=seconds, engine="loop")
+                        seconds=seconds, engine="loop", path="trainer")
 
 
 def fast_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]:
@@ -109,8 +125,15 @@ def fast_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]
     The engine trains each job exactly as the trainer would alone and writes the
     trainer's files into the job's folder, so only ``spec.json`` is added here.
     """
-    from rnnlab.engine import Job, iter_population
+    from rnnlab.engine import Job, describe, iter_population
 
+    yield from generic_runner([s for s in specs if not on_kernel(s)], runs_dir, path="auto")
+    specs = [s for s in specs if on_kernel(s)]
+    if not specs:
+        return
+    backend = str(describe().get("backend") or "")
+    print(f"C-kernel engine ({backend or 'no backend'}): {len(specs)} run(s) of built-in "
+          "cells on digitsum", file=sys.stderr)
     jobs = []
     for spec in specs:
         task = task_for(spec)
@@ -123,11 +146,25 @@ def fast_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]
         spec = specs[index]
         write_spec(runs_dir / spec.run_id, spec)
         if isinstance(fit, NonFiniteError):
-            yield RunResult.failed(spec, str(fit), "fast", steps=(fit.step or 1) - 1)
+            yield RunResult.failed(spec, str(fit), "fast", steps=(fit.step or 1) - 1,
+                                   path=backend)
             continue
         yield RunResult(spec, best_dev_accuracy=float(fit.best_score),
                         test_accuracy=float(fit.test["accuracy"]), steps=int(fit.steps),
-                        seconds=float(fit.seconds), engine="fast")
+                        seconds=float(fit.seconds), engine="fast", path=backend)
+
+
+def generic_runner(specs: Sequence[RunSpec], runs_dir: Path, path: str = "auto"
+                   ) -> Iterator[RunResult]:
+    """Train specs the kernel cannot with :func:`rnnlab.engine.generic.fit_many`, one
+    group per (model, task, length) so results arrive as each group finishes."""
+    from rnnlab.experiments.generic_runs import train_group
+
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault((spec.cell, spec.task, spec.length), []).append(spec)
+    for group in groups.values():
+        yield from train_group(group, runs_dir, path)
 
 
 ENGINES: dict[str, Callable[[Sequence[RunSpec], Path], Iterator[RunResult]]] = {
