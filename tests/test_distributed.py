@@ -95,3 +95,50 @@ def test_without_ray_the_backend_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(RnnlabError, match=r'pip install "rnnlab\[ray\]"'):
         distributed._ray()
+
+
+TINY_CLI = ["--cells", "srn,gru", "--lengths", "5,8", "--seeds", "2", "--hidden", "8",
+            "--embedding", "4", "--epochs", "2", "--task-param", "k_train=1",
+            "--task-param", "k_dev=1", "--task-param", "k_test=1", "--quiet"]
+
+
+def test_the_saved_config_fed_back_with_ray_gives_the_local_runs(local_ray, tmp_path):
+    from rnnlab.cli import main
+
+    assert main(["memory", *TINY_CLI, "--out", str(tmp_path / "local")]) == 0
+    resolved = tmp_path / "local" / "config.toml"
+    assert main(["memory", "--config", str(resolved), "--backend", "ray",
+                 "--out", str(tmp_path / "ray")]) == 0
+    assert _rows(tmp_path / "ray") == _rows(tmp_path / "local")
+    assert 'backend = "ray"' in (tmp_path / "ray" / "config.toml").read_text()
+
+
+def test_ray_options_without_the_ray_backend_are_one_line(tmp_path, capsys):
+    from rnnlab.cli import main
+
+    code = main(["memory", *TINY_CLI, "--address", "auto", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and "for --backend ray" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_keeps_what_finished_and_says_how_to_go_on(tmp_path, capsys, monkeypatch):
+    from rnnlab.cli import main
+    from rnnlab.experiments import runners
+
+    real = runners.get_runner
+
+    def interrupted_after_one(engine):
+        def run(specs, runs_dir):
+            yield next(iter(real(engine)(specs[:1], runs_dir)))
+            raise KeyboardInterrupt
+
+        return run
+
+    monkeypatch.setattr(runners, "get_runner", interrupted_after_one)
+    code = main(["memory", *TINY_CLI, "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 130 and "rerun the same command to go on" in err
+    assert len(read_csv(tmp_path / "m" / "results.csv")) == 1
+    monkeypatch.setattr(runners, "get_runner", real)
+    assert main(["memory", *TINY_CLI, "--out", str(tmp_path / "m")]) == 0
+    assert len(read_csv(tmp_path / "m" / "results.csv")) == 8

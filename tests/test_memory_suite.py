@@ -63,7 +63,8 @@ def wrong_shape(vocab_size, num_outputs):
     return nn.Embedding(vocab_size, num_outputs)
 """
 
-TINY = ["--seeds", "2", "--epochs", "2", "--k-train", "1", "--k-dev", "1", "--k-test", "1",
+TINY = ["--seeds", "2", "--epochs", "2", "--task-param", "k_train=1", "--task-param", "k_dev=1",
+        "--task-param", "k_test=1",
         "--eval-every", "5", "--hidden", "8", "--embedding", "8"]
 
 

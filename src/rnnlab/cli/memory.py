@@ -13,7 +13,7 @@ import click
 
 from rnnlab.cells.init import init_names
 from rnnlab.cli.config import config_option, write_resolved
-from rnnlab.cli.values import parse_value
+from rnnlab.cli.values import FloatGrid, parse_value
 from rnnlab.cli.vocab import VocabCommand, task_param_aliases
 from rnnlab.engine.population import WORKERS_ENV
 from rnnlab.errors import RnnlabError
@@ -84,19 +84,6 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return tuple(values)
 
 
-def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    values = []
-    for part in _names(text, option):
-        try:
-            values.append(float(part))
-        except ValueError:
-            raise RnnlabError(f"{option} must be comma-separated numbers such as 1e-3,5e-3; "
-                              f"got {part!r}") from None
-    return tuple(values)
-
-
 def _models(given: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """``NAME=path/to/file.py:build`` options as (name, reference) pairs."""
     pairs = []
@@ -136,7 +123,8 @@ def _models(given: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--embedding", "embedding_dim", type=int, help="Embedding size.")
 @click.option("--epochs", type=int, help="Passes over the training split.")
 @click.option("--batch-size", type=int, help="Examples per optimiser step.")
-@click.option("--lr", help="Learning rate, or a comma-separated grid (best dev is reported).")
+@click.option("--lr", type=FloatGrid(min=0, min_open=True),
+              help="Learning rate, or a comma-separated grid (best dev is reported).")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Optimiser.")
 @click.option("--clip-norm", "clip", type=float,
               help="Clip the global gradient norm to this value (0: no clipping).")
@@ -158,12 +146,25 @@ def _models(given: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
               help="Comma-separated memory tasks (rnnlab tasks lists them, with their axis).")
 @click.option("--model", "models", multiple=True, metavar="NAME=FILE.py:build",
               help="A model factory of your own, named NAME (repeatable).")
-@click.option("--weight-decay", help="Weight decay, or a comma-separated grid.")
+@click.option("--weight-decay", type=FloatGrid(min=0),
+              help="Weight decay, or a comma-separated grid.")
 @click.option("--match-params", type=int,
               help="Scale each model's hidden size so its parameter count is near N.")
+# --- where the runs train (issue 17): this machine or a Ray cluster ------------------------
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="Train here, or send each group of runs to a Ray cluster as one Ray task "
+                   "(pip install \"rnnlab[ray]\"); same files and results either way.")
+@click.option("--address", default=None, show_default="a Ray instance started for this run",
+              help="With --backend ray: the cluster to join, 'auto' (the one 'ray start' "
+                   "started on this machine) or HOST:PORT.")
+@click.option("--cpus-per-task", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --backend ray: CPUs each group of runs asks for (and the threads "
+                   "the engine uses in it).")
 @click.pass_context
 def memory(ctx: click.Context, cells: str, lengths: str | None, out: Path, retry_failed: bool,
-           tasks: str, models: tuple[str, ...], lr: str | None, weight_decay: str | None,
+           tasks: str, models: tuple[str, ...], lr: tuple[float, ...] | None,
+           weight_decay: tuple[float, ...] | None,
            **options) -> None:
     """Train models x tasks x lengths x seeds and report each model's memory horizon.
 
@@ -176,16 +177,31 @@ def memory(ctx: click.Context, cells: str, lengths: str | None, out: Path, retry
     --retry-failed trains the failed ones again.
     """
     as_json, quiet = options.pop("as_json"), options.pop("quiet")
+    backend, address = options.pop("backend"), options.pop("address")
+    cpus_per_task = options.pop("cpus_per_task")
+    if backend == "local" and (address is not None or cpus_per_task != 1):
+        raise RnnlabError("--address and --cpus-per-task are for --backend ray")
     ctx.with_resource(limit_workers(options.pop("workers")))
     options.update(memory_task_params(options.pop("task_param")))
     config = MemoryConfig(cells=_names(cells, "--cells"),
                           lengths=None if lengths is None else _ints(lengths, "--lengths"),
                           tasks=_names(tasks, "--tasks"), models=_models(models),
-                          lr=_floats(lr, "--lr"), weight_decay=_floats(weight_decay,
-                                                                       "--weight-decay"),
+                          lr=lr, weight_decay=weight_decay,
                           **options)
-    outcome = run_memory(config, out, retry_failed=retry_failed,
-                         progress=False if (quiet or as_json) else None)
+    runner = None
+    if backend == "ray":
+        from rnnlab.experiments.distributed import ray_runner
+
+        runner = ray_runner(config.validate().engine, address=address,
+                            cpus_per_task=cpus_per_task)
+    try:
+        outcome = run_memory(config, out, runner=runner, retry_failed=retry_failed,
+                             progress=False if (quiet or as_json) else None)
+    except KeyboardInterrupt:
+        click.echo(f"rnnlab memory: interrupted; every finished run is kept in "
+                   f"{out / 'results.csv'}: rerun the same command to go on from there",
+                   err=True)
+        raise click.exceptions.Exit(130) from None
     write_resolved(ctx, out)
     if as_json:
         click.echo(json.dumps(outcome.summary, indent=2, default=str))

@@ -6,6 +6,8 @@ import types
 import typing
 from typing import Any
 
+import click
+
 from rnnlab.errors import RnnlabError
 
 
@@ -35,3 +37,21 @@ def parse_value(text: str, kind: Any, key: str, option: str) -> Any:
             raise RnnlabError(f"{option} {key}={text}: expected "
                               f"{'a whole number' if kind is int else 'a number'}") from None
     return text
+
+
+class FloatGrid(click.FloatRange):
+    """A number, or a comma-separated grid of numbers (``1e-3,5e-3``), each in range;
+    always converted to a tuple. Still a float option, so ``--lr`` takes the same kind
+    of value in every command."""
+
+    name = "float[,float...]"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = [part.strip() for part in str(value).split(",")]
+        if not all(parts):
+            self.fail(f"{value!r} is not a number or a comma-separated list of numbers",
+                      param, ctx)
+        return tuple(float(super().convert(part, param, ctx)) for part in parts)
+

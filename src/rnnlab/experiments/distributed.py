@@ -33,9 +33,6 @@ from rnnlab.errors import RnnlabError
 from rnnlab.io import atomic_write_bytes, ensure_dir
 
 INSTALL_HINT = 'the ray backend needs Ray: pip install "rnnlab[ray]"'
-# Environment variable the engine reads for the number of threads it may use; a Ray
-# task gets exactly the CPUs it asked for, so it must not start one thread per core.
-WORKERS_ENV = "RNNLAB_WORKERS"
 
 
 def _ray() -> Any:
@@ -63,8 +60,11 @@ def _files_of(run_dir: Path) -> dict[str, bytes]:
 def train_group(engine: str, specs: Sequence[Any], cpus: int) -> list[tuple[Any, dict]]:
     """What one Ray task does: train ``specs`` locally in a temporary folder and return
     ``(result, {relative path: bytes})`` per finished run."""
+    from rnnlab.engine.population import WORKERS_ENV
     from rnnlab.experiments.runners import get_runner
 
+    # A Ray task gets exactly the CPUs it asked for: the engine must not start a thread
+    # per core of the node.
     os.environ[WORKERS_ENV] = str(max(1, cpus))
     tmp = Path(tempfile.mkdtemp(prefix="rnnlab-ray-"))
     try:
@@ -142,4 +142,5 @@ def ray_runner(engine: str = "fast", *, address: str | None = None, cpus_per_tas
             for ref in pending:  # Ctrl-C or an error: stop what is still queued
                 ray.cancel(ref, force=True)
 
+    run.label = f"ray {address or 'local'}"  # type: ignore[attr-defined]
     return run

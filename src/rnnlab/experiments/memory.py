@@ -115,7 +115,10 @@ def _run_locked(config: MemoryConfig, out_dir: Path, runner: Runner | None,
                 task = "" if len(config.tasks) == 1 else f" {s.task}"
                 grid = "" if len(config.lr_values()) * len(config.weight_decay_values()) == 1 \
                     else f" lr {s.lr:g} wd {s.weight_decay:g}"
-                progress.update(note=f"{s.cell}{task} L={s.length}{grid} seed {s.seed}: {note}")
+                where = getattr(runner, "label", None)
+                where = f"[{where}] " if where else ""
+                progress.update(note=f"{where}{s.cell}{task} L={s.length}{grid} seed {s.seed}: "
+                                     f"{note}")
     finally:
         progress.close()  # also on Ctrl-C or an error, so the next line starts clean
 
