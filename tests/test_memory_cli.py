@@ -34,7 +34,7 @@ def test_tiny_grid_writes_every_file(tmp_path, capsys):
     assert tuple(rows[0]) == RESULT_FIELDS
     assert {(r["model"], r["task"], r["epochs"], r["hidden_size"]) for r in rows} == {
         ("srn", "digitsum", "2", "32"), ("lstm", "digitsum", "2", "32")}
-    assert {r["path"] for r in rows} <= {"native", "torch"}   # the backend that ran
+    assert {r["path"] for r in rows} <= {"kernel", "torch"}   # the backend that ran
     for row in rows:
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0
         assert 0.0 <= float(row["best_dev_accuracy"]) <= 1.0
