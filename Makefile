@@ -53,7 +53,8 @@ test: $(TEST_STAMP) $(if $(CI),browser cross)
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-bench: setup
+bench: $(TEST_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"
 	$(BIN)/python benchmarks/run.py
 
 clean:
