@@ -27,7 +27,7 @@ class NonFiniteError(RnnlabError):
         self.step = step
 
 
-def check(condition: bool, message: str) -> None:
+def ensure(condition: bool, message: str) -> None:
     """Raise :class:`RnnlabError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise RnnlabError(message)

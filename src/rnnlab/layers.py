@@ -23,7 +23,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.cells import RecurrentCell, State, get_cell
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 
 BACKENDS = ("python", "native")
 _PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -62,9 +62,9 @@ class Recurrent(nn.Module):
                  **cell_kwargs: Any) -> None:
         super().__init__()
         cell_cls = get_cell(cell) if isinstance(cell, str) else cell
-        check(isinstance(num_layers, int) and num_layers >= 1,
+        ensure(isinstance(num_layers, int) and num_layers >= 1,
               f"num_layers must be a positive integer, got {num_layers!r}")
-        check(backend in BACKENDS,
+        ensure(backend in BACKENDS,
               f"unknown backend {backend!r}; known backends: " + ", ".join(BACKENDS))
         if backend == "native" and cell_cls.native is None:
             raise RnnlabError(f"cell {cell_cls.name!r} has no torch.nn twin, so it cannot "
@@ -224,11 +224,11 @@ class Recurrent(nn.Module):
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise RnnlabError(f"expected input of shape {expected} with "
                               f"batch_first={self.batch_first}, got {got}")
-        check(x.is_floating_point(),
+        ensure(x.is_floating_point(),
               f"expected a floating-point input, got {x.dtype}; token ids need an "
               "embedding first")
         n, seq_len = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
-        check(n >= 1 and seq_len >= 1,
+        ensure(n >= 1 and seq_len >= 1,
               f"expected at least one sequence of at least one step, got shape "
               f"{tuple(x.shape)}")
         return n, seq_len
@@ -239,12 +239,12 @@ class Recurrent(nn.Module):
         if lengths is None:
             return None
         lengths = torch.as_tensor(lengths)
-        check(lengths.dim() == 1 and lengths.shape[0] == n,
+        ensure(lengths.dim() == 1 and lengths.shape[0] == n,
               f"expected lengths of shape ({n},), one per sequence, got {tuple(lengths.shape)}")
-        check(not lengths.is_floating_point() and not lengths.is_complex(),
+        ensure(not lengths.is_floating_point() and not lengths.is_complex(),
               f"lengths must be integers, got {lengths.dtype}")
         lo, hi = int(lengths.min()), int(lengths.max())
-        check(lo >= 1 and hi <= seq_len,
+        ensure(lo >= 1 and hi <= seq_len,
               f"lengths must lie in 1..{seq_len} (the input's length), got {lo}..{hi}")
         return None if lo == seq_len else lengths.long()  # all full: nothing to mask
 
@@ -254,11 +254,11 @@ class Recurrent(nn.Module):
         expected = (self.num_directions * self.num_layers, n, self.hidden_size)
         parts = state if isinstance(state, tuple) else (state,)
         want = 2 if self.cell_cls.state_is_tuple else 1
-        check(len(parts) == want and all(isinstance(p, Tensor) for p in parts),
+        ensure(len(parts) == want and all(isinstance(p, Tensor) for p in parts),
               f"expected the {self.cell_cls.name} state as "
               + ("a pair (h_0, c_0) of tensors" if want == 2 else "one tensor h_0"))
         for p in parts:
-            check(tuple(p.shape) == expected,
+            ensure(tuple(p.shape) == expected,
                   f"expected an initial state of shape {expected}, got {tuple(p.shape)}")
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.cells import State, get_cell, init_names
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.layers import BACKENDS, Recurrent
 from rnnlab.tasks.base import TaskSpec
 
@@ -78,46 +78,46 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         cell_cls = get_cell(self.cell)
-        check(_positive_int(self.hidden_size),
+        ensure(_positive_int(self.hidden_size),
               f"hidden_size must be a positive integer, got {self.hidden_size!r}")
-        check(_positive_int(self.num_layers),
+        ensure(_positive_int(self.num_layers),
               f"num_layers must be a positive integer, got {self.num_layers!r}")
-        check(isinstance(self.bidirectional, bool),
+        ensure(isinstance(self.bidirectional, bool),
               f"bidirectional must be true or false, got {self.bidirectional!r}")
-        check(self.init in init_names(),
+        ensure(self.init in init_names(),
               f"unknown initialiser {self.init!r}; known initialisers: "
               + ", ".join(init_names()))
-        check(isinstance(self.init_std, (int, float)) and self.init_std > 0,
+        ensure(isinstance(self.init_std, (int, float)) and self.init_std > 0,
               f"init_std must be a positive number, got {self.init_std!r}")
-        check(self.nonlinearity in NONLINEARITIES,
+        ensure(self.nonlinearity in NONLINEARITIES,
               f"unknown nonlinearity {self.nonlinearity!r}; known: relu, tanh")
-        check(self.nonlinearity == "tanh" or self.cell in ("srn", "residual-srn"),
+        ensure(self.nonlinearity == "tanh" or self.cell in ("srn", "residual-srn"),
               f"nonlinearity={self.nonlinearity!r} applies only to srn and residual-srn, "
               f"not {self.cell!r}")
-        check(self.input in INPUTS,
+        ensure(self.input in INPUTS,
               f"unknown input {self.input!r}; known inputs: " + ", ".join(INPUTS))
         if self.input == "tokens":
-            check(_positive_int(self.vocab_size),
+            ensure(_positive_int(self.vocab_size),
                   f"token input needs vocab_size, a positive integer; got {self.vocab_size!r}")
-            check(_positive_int(self.embedding_dim),
+            ensure(_positive_int(self.embedding_dim),
                   f"embedding_dim must be a positive integer, got {self.embedding_dim!r}")
         else:
-            check(_positive_int(self.input_size),
+            ensure(_positive_int(self.input_size),
                   f"feature input needs input_size, a positive integer; got {self.input_size!r}")
-        check(self.head in HEADS, f"unknown head {self.head!r}; known heads: " + ", ".join(HEADS))
-        check(_positive_int(self.num_outputs),
+        ensure(self.head in HEADS, f"unknown head {self.head!r}; known heads: " + ", ".join(HEADS))
+        ensure(_positive_int(self.num_outputs),
               f"num_outputs must be a positive integer, got {self.num_outputs!r}")
-        check(self.bias in BIASES,
+        ensure(self.bias in BIASES,
               f"unknown bias {self.bias!r}; known: " + ", ".join(BIASES))
-        check(self.bias != "single" or self.backend == "python",
+        ensure(self.bias != "single" or self.backend == "python",
               "bias='single' (one bias vector) has no torch.nn twin, so it needs "
               "backend='python'")
-        check(self.pool in POOLS, f"unknown pool {self.pool!r}; known: " + ", ".join(POOLS))
-        check(self.pool == "last" or self.head == "classify",
+        ensure(self.pool in POOLS, f"unknown pool {self.pool!r}; known: " + ", ".join(POOLS))
+        ensure(self.pool == "last" or self.head == "classify",
               f"pool={self.pool!r} applies to the classify head only, not {self.head!r}")
-        check(self.backend in BACKENDS,
+        ensure(self.backend in BACKENDS,
               f"unknown backend {self.backend!r}; known backends: " + ", ".join(BACKENDS))
-        check(self.backend == "python" or cell_cls.native is not None,
+        ensure(self.backend == "python" or cell_cls.native is not None,
               f"cell {self.cell!r} has no torch.nn twin, so it cannot run with "
               "backend='native'; use backend='python'")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text, ensure_dir
 
 FORMATS = ("safetensors",)
@@ -75,10 +75,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _known_fields(cls: type, values: Any, what: str, where: Path) -> dict[str, Any]:
-    check(isinstance(values, dict), f"{where}: the checkpoint's {what} is not a mapping")
+    ensure(isinstance(values, dict), f"{where}: the checkpoint's {what} is not a mapping")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
-    check(not unknown, f"{where}: the checkpoint's {what} has keys this rnnlab does not know "
+    ensure(not unknown, f"{where}: the checkpoint's {what} has keys this rnnlab does not know "
           f"({', '.join(unknown)}); was it written by a newer rnnlab?")
     return values
 
@@ -93,14 +93,14 @@ def load_run(path: str | os.PathLike, which: str = "best") -> Run:
     from rnnlab.tasks import get_task
     from rnnlab.train import TrainConfig, find_checkpoint, load_checkpoint
 
-    check(which in ("best", "last"), f"which must be 'best' or 'last', not {which!r}")
+    ensure(which in ("best", "last"), f"which must be 'best' or 'last', not {which!r}")
     run_dir = Path(path)
     ckpt = load_checkpoint(find_checkpoint(run_dir, prefer=f"{which}.pt"))
     meta = ckpt.get("meta") or {}
-    check(isinstance(meta, dict) and "model_config" in meta and "task" in meta,
+    ensure(isinstance(meta, dict) and "model_config" in meta and "task" in meta,
           f"{run_dir}: the checkpoint does not record its task and model; was it written "
           "by rnnlab train, rnnlab memory or a recipe?")
-    check("train_config" in ckpt, f"{run_dir}: the checkpoint does not record its training "
+    ensure("train_config" in ckpt, f"{run_dir}: the checkpoint does not record its training "
           "configuration (train_config)")
     model_config = ModelConfig(**_known_fields(ModelConfig, meta["model_config"],
                                                "model configuration", run_dir))
@@ -192,7 +192,7 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "safe
                which: str = "best") -> list[Path]:
     """Write the run's weights (``model.safetensors``), ``config.json`` and ``README.md``
     (a model card: what it was trained on, its scores, how to reproduce it) into ``out``."""
-    check(fmt in FORMATS, f"unknown export format {fmt!r}; known formats: {', '.join(FORMATS)}")
+    ensure(fmt in FORMATS, f"unknown export format {fmt!r}; known formats: {', '.join(FORMATS)}")
     try:
         from safetensors.torch import save as save_safetensors
     except ImportError as err:  # a declared dependency; only a broken install lacks it

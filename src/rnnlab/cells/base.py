@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.cells.init import initialise
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 
 State = Tensor | tuple[Tensor, Tensor]
 
@@ -64,11 +64,11 @@ class RecurrentCell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, bias: bool | str = True,
                  init: str = "torch", init_std: float = 0.001) -> None:
         super().__init__()
-        check(bias in (True, False, "single"),
+        ensure(bias in (True, False, "single"),
               f"bias must be true, false or 'single', got {bias!r}")
-        check(isinstance(input_size, int) and input_size >= 1,
+        ensure(isinstance(input_size, int) and input_size >= 1,
               f"input_size must be a positive integer, got {input_size!r}")
-        check(isinstance(hidden_size, int) and hidden_size >= 1,
+        ensure(isinstance(hidden_size, int) and hidden_size >= 1,
               f"hidden_size must be a positive integer, got {hidden_size!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -111,7 +111,7 @@ class RecurrentCell(nn.Module):
         return state[0] if isinstance(state, tuple) else state
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        check(x.dim() == 2 and x.shape[1] == self.input_size,
+        ensure(x.dim() == 2 and x.shape[1] == self.input_size,
               f"expected cell input of shape (N, {self.input_size}), got {tuple(x.shape)}")
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)

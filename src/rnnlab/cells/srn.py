@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.cells.base import RecurrentCell, linear
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -70,7 +70,7 @@ class SRN(RecurrentCell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool | str = True,
                  init: str = "torch", init_std: float = 0.001,
                  nonlinearity: str = "tanh") -> None:
-        check(nonlinearity in NONLINEARITIES,
+        ensure(nonlinearity in NONLINEARITIES,
               f"unknown nonlinearity {nonlinearity!r}; known: relu, tanh")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias=bias, init=init, init_std=init_std)

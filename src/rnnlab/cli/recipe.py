@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from rnnlab.cli.values import parse_value
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.recipes import describe, recipe_module, recipe_names, run_recipe
 
 
@@ -33,8 +33,8 @@ def parse_settings(name: str, pairs: tuple[str, ...]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
-        check(bool(sep) and bool(key), f"--set expects KEY=VALUE, got {pair!r}")
-        check(key in kinds, f"recipe {name!r} has no setting {key!r}; its settings: "
+        ensure(bool(sep) and bool(key), f"--set expects KEY=VALUE, got {pair!r}")
+        ensure(key in kinds, f"recipe {name!r} has no setting {key!r}; its settings: "
               + ", ".join(kinds))
         overrides[key] = parse_value(value, kinds[key], key, "--set")
     return overrides

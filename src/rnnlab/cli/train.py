@@ -25,7 +25,7 @@ from click.core import ParameterSource
 from rnnlab.cells.init import init_names
 from rnnlab.cli.config import config_option, write_resolved
 from rnnlab.cli.values import parse_value
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.protocols import get_protocol, protocol_names
 from rnnlab.train.loggers import LOGGERS
 
@@ -86,7 +86,7 @@ def task_params_from_options(task_cls: type, length: int | None,
     fields = task_fields(task_cls)
     params: dict[str, Any] = {}
     if length is not None:
-        check("length" in fields, f"task {task_cls.name!r} has no length; its parameters: "
+        ensure("length" in fields, f"task {task_cls.name!r} has no length; its parameters: "
               + (", ".join(fields) or "none"))
         params["length"] = length
     if data_dir is not None:
@@ -95,17 +95,17 @@ def task_params_from_options(task_cls: type, length: int | None,
             raise RnnlabError(
                 f"--data-dir: task {task_cls.name!r} reads no data directory (it generates its "
                 "data); --data-dir is for " + (", ".join(readers) or "tasks that read files"))
-        check(not any(p.partition("=")[0].strip().replace("-", "_") == "data_dir"
+        ensure(not any(p.partition("=")[0].strip().replace("-", "_") == "data_dir"
                       for p in pairs),
               "give the data directory once: --data-dir or --task-param data_dir=..., not both")
         params["data_dir"] = str(data_dir)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
-        check(bool(sep) and bool(key), f"--task-param expects KEY=VALUE, got {pair!r}")
-        check(key not in params, f"--task-param {key} is given more than once (or also as "
+        ensure(bool(sep) and bool(key), f"--task-param expects KEY=VALUE, got {pair!r}")
+        ensure(key not in params, f"--task-param {key} is given more than once (or also as "
               f"--{key.replace('_', '-')}); give each task parameter once")
-        check(key in fields, f"task {task_cls.name!r} has no parameter {key!r}; its "
+        ensure(key in fields, f"task {task_cls.name!r} has no parameter {key!r}; its "
               "parameters: " + (", ".join(fields) or "none"))
         params[key] = parse_value(value, fields[key], key, "--task-param")
     return params
@@ -209,7 +209,7 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
         previous = load_checkpoint(out / LAST)
         require(previous, out / LAST, "meta", "train_config", "model")
         require(previous["meta"], out / LAST, "task_params", "model_config")
-        check(all(bool(t.isfinite().all()) for t in previous["model"].values()
+        ensure(all(bool(t.isfinite().all()) for t in previous["model"].values()
                   if t.is_floating_point()),
               f"cannot resume {out}: the parameters in its {LAST} are not all finite (nan or "
               "inf), so the run diverged; start afresh in another --out")
@@ -218,10 +218,10 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
         if not _given(ctx, "protocol"):
             protocol = previous["meta"].get("protocol", protocol)
     elif not resume:
-        check(not (out / LAST).exists() and not (out / "summary.json").exists(),
+        ensure(not (out / LAST).exists() and not (out / "summary.json").exists(),
               f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     else:  # --resume without a last.pt: start afresh, unless that overwrites a finished run
-        check(not (out / "summary.json").exists(),
+        ensure(not (out / "summary.json").exists(),
               f"cannot resume {out}: it holds a run but no {LAST} to continue from; "
               "choose another --out")
 
@@ -235,7 +235,7 @@ def train(ctx: click.Context, task_name: str, length: int | None, task_param: tu
     train_config = TrainConfig(**{**train_values, "seed": seed, "threads": threads,
                                   "progress": progress})
     if previous is not None:
-        check(model_config_of(None, previous["meta"]["model_config"], out) == model_config,
+        ensure(model_config_of(None, previous["meta"]["model_config"], out) == model_config,
               f"cannot resume {out}: the model options differ from the ones it was trained with")
     _check_size(task, model_config, train_config)
 
@@ -325,7 +325,7 @@ def _resume_settings(previous: dict[str, Any], task_name: str, given_task: dict[
     """The settings of the run being resumed; options typed now must agree with them
     (only how long it trains may change, which the trainer checks)."""
     meta = previous.get("meta", {})
-    check(meta.get("task") == task_name,
+    ensure(meta.get("task") == task_name,
           f"cannot resume: the run was trained on task {meta.get('task')!r}, not {task_name!r}")
     task_params = {**meta["task_params"], **given_task}
     model_overrides = {k: v for k, v in meta["model_config"].items()}
@@ -338,7 +338,7 @@ def _resume_settings(previous: dict[str, Any], task_name: str, given_task: dict[
         seed = int(meta.get("seed", saved_train["seed"]))
     if not _given(ctx, "data_seed"):
         data_seed = int(meta.get("data_seed", seed))
-    check(task_params == meta["task_params"] and data_seed == meta.get("data_seed", data_seed),
+    ensure(task_params == meta["task_params"] and data_seed == meta.get("data_seed", data_seed),
           "cannot resume: the task options differ from the ones the run was trained with")
     return task_params, model_overrides, train_values, data_seed, seed
 
@@ -394,7 +394,7 @@ def load_run(run_dir: Path, which: str = "best"):
     path = find_checkpoint(run_dir, prefer=f"{which}.pt")
     ckpt = load_checkpoint(path)
     meta = ckpt.get("meta") or {}
-    check("model_config" in meta and "task" in meta,
+    ensure("model_config" in meta and "task" in meta,
           f"{run_dir}: the checkpoint does not record its task and model; was it written "
           "by `rnnlab train`?")
     require(ckpt, path, "model", "train_config", "step")
@@ -409,7 +409,7 @@ def load_run(run_dir: Path, which: str = "best"):
     except RuntimeError as err:
         raise RnnlabError(f"{run_dir}: the checkpoint's parameters do not fit its model "
                           f"({str(err).splitlines()[0]})") from err
-    check(all(bool(torch.isfinite(p).all()) for p in model.parameters()),
+    ensure(all(bool(torch.isfinite(p).all()) for p in model.parameters()),
           f"{path}: the checkpoint's parameters are not all finite (nan or inf): the run "
           "diverged, so there is no model to use")
     config = TrainConfig.from_dict({**ckpt["train_config"], "progress": "off"})
@@ -444,7 +444,7 @@ def evaluate(run_dir: Path, which: str, split_names: tuple[str, ...], as_json: b
 
 def _parse_sequence(text: str, where: str) -> list[int]:
     fields = text.replace(",", " ").split()
-    check(len(fields) > 0, f"{where}: empty sequence")
+    ensure(len(fields) > 0, f"{where}: empty sequence")
     try:
         return [int(f) for f in fields]
     except ValueError:
@@ -469,7 +469,7 @@ def predict(run_dir: Path, sequences: tuple[str, ...], file: Path | None, which:
     rows: list[list[int]] = [_parse_sequence(s, f"--sequence {i + 1}")
                              for i, s in enumerate(sequences)]
     if file is not None:
-        check(file.is_file(), f"no such file: {file}")
+        ensure(file.is_file(), f"no such file: {file}")
         try:
             text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
@@ -478,15 +478,15 @@ def predict(run_dir: Path, sequences: tuple[str, ...], file: Path | None, which:
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 rows.append(_parse_sequence(line.split("\t")[0], f"{file} line {number}"))
-    check(len(rows) > 0, "give sequences with --sequence '3 4 0 0' or --file FILE")
+    ensure(len(rows) > 0, "give sequences with --sequence '3 4 0 0' or --file FILE")
     task, model, trainer, _ = load_run(run_dir, which)
-    check(task.input == "tokens",
+    ensure(task.input == "tokens",
           f"predict reads token sequences, but task {task.name!r} takes real-valued features; "
           "use Trainer.predict from Python")
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     for number, row in enumerate(rows, 1):
         for token in row:
-            check(token >= 0 and (vocab is None or token < vocab),
+            ensure(token >= 0 and (vocab is None or token < vocab),
                   f"sequence {number}: token {token} is outside this model's vocabulary "
                   f"(0 to {'any' if vocab is None else vocab - 1})")
     lengths = [len(r) for r in rows]

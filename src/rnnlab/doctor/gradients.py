@@ -29,7 +29,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
 from rnnlab.doctor import plots
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.io import atomic_write_bytes, atomic_write_json, write_csv
 from rnnlab.seeding import seed_everything
 from rnnlab.tasks.digitsum import DigitSum
@@ -161,8 +161,8 @@ def run_explosion(config: ExplosionConfig = ExplosionConfig(),
                   out: str | os.PathLike | None = None) -> dict[str, Any]:
     """The unclipped and the clipped run; writes ``explosion.csv``, ``explosion.json``
     and ``explosion.png`` to ``out``."""
-    check(config.clip > 0, f"--clip must be positive, got {config.clip}")
-    check(config.epochs >= 1, f"--epochs must be at least 1, got {config.epochs}")
+    ensure(config.clip > 0, f"--clip must be positive, got {config.clip}")
+    ensure(config.epochs >= 1, f"--epochs must be at least 1, got {config.epochs}")
     runs = {"unclipped": train_logging_gradients(config, None),
             f"clipped at {config.clip:g}": train_logging_gradients(config, config.clip)}
     result = {"config": asdict(config),
@@ -203,7 +203,7 @@ def state_gradient_profile(model: nn.Module, inputs: Tensor, targets: Tensor) ->
 
     report = doctor_check(model, (inputs, targets), F.cross_entropy)
     profiles = report.series.get("state_gradients") or []
-    check(bool(profiles), f"could not read the state gradients of {type(model).__name__}")
+    ensure(bool(profiles), f"could not read the state gradients of {type(model).__name__}")
     return profiles[0]["norms"]
 
 
@@ -226,7 +226,7 @@ def run_vanishing(config: VanishingConfig = VanishingConfig(),
                   out: str | os.PathLike | None = None) -> dict[str, Any]:
     """Writes ``vanishing.csv`` (stage, cell, t, norm), ``vanishing.json`` and
     ``vanishing.png`` (and ``vanishing_trained.png`` after training)."""
-    check(config.length >= 3, f"--length must be at least 3, got {config.length}")
+    ensure(config.length >= 3, f"--length must be at least 3, got {config.length}")
     rows = {cell: _profiles(cell, config) for cell in config.cells}
     result: dict[str, Any] = {"config": asdict(config), "cells": {}}
     for cell, row in rows.items():
@@ -339,7 +339,7 @@ def run_gates(config: GatesConfig = GatesConfig(),
     test = splits["test"]
     accuracy = trainer.evaluate(model, test)["accuracy"]
     index = config.sequence if config.sequence is not None else _telling_sequence(test.inputs)
-    check(0 <= index < len(test), f"--example must lie in 0..{len(test) - 1}, got {index}")
+    ensure(0 <= index < len(test), f"--example must lie in 0..{len(test) - 1}, got {index}")
     tokens = test.inputs[index]
     embedded = _lstm_input(model, tokens.unsqueeze(0))[0]
     with torch.no_grad():
@@ -392,5 +392,5 @@ def _lstm_input(model: nn.Module, tokens: Tensor) -> Tensor:
     finally:
         for h in handles:
             h.remove()
-    check(bool(seen), "the model has no recurrent layer to read the gates of")
+    ensure(bool(seen), "the model has no recurrent layer to read the gates of")
     return seen[0]

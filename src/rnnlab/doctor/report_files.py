@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from rnnlab.doctor.findings import Finding, Location, Report
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 
 
 def check_out_dir(out: str | os.PathLike) -> None:
@@ -22,9 +22,9 @@ def check_out_dir(out: str | os.PathLike) -> None:
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    check(existing.is_dir(), f"cannot create the output folder {str(out)!r}: "
+    ensure(existing.is_dir(), f"cannot create the output folder {str(out)!r}: "
                              f"{str(existing)!r} is not a folder")
-    check(os.access(existing, os.W_OK | os.X_OK),
+    ensure(os.access(existing, os.W_OK | os.X_OK),
           f"cannot create the output folder {str(out)!r}: {str(existing)!r} is not writable")
 
 

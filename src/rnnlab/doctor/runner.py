@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rnnlab.doctor.findings import Finding, Report, short_path
 from rnnlab.doctor.report_files import check_out_dir, write
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 
 # Beyond --max-seconds: the child's start (importing torch), the stop's grace and the
 # diagnosis. Past it the whole process group is killed.
@@ -43,10 +43,10 @@ def run_script(script: str | os.PathLike, args: Sequence[str] = (), *, max_steps
     what the caller prints (the JSON of ``rnnlab doctor --json``).
     """
     path = Path(script)
-    check(path.is_file(), f"no script at {str(path)!r}: give the path of a Python training "
+    ensure(path.is_file(), f"no script at {str(path)!r}: give the path of a Python training "
                           "script, e.g. rnnlab doctor train.py")
-    check(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
-    check(math.isfinite(max_seconds) and max_seconds > 0,
+    ensure(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
+    ensure(math.isfinite(max_seconds) and max_seconds > 0,
           f"--max-seconds must be a finite number of seconds above 0, got {max_seconds}: "
           "the doctor always stops the script it runs")
     if out is not None:

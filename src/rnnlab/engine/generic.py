@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from rnnlab.engine.twins import vmappable
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.seeding import seed_everything
 from rnnlab.tasks.base import SplitData
 from rnnlab.train import TrainConfig, Trainer
@@ -98,8 +98,8 @@ def fit_lockstep(build: Callable[[], nn.Module], config: TrainConfig, copies: Se
     and ``weight_decay`` (one group can hold a hyper-parameter grid). Raises
     :class:`RnnlabError` when the copies' data shapes differ (see the grouping rule).
     """
-    check(path in PATHS, f"unknown path {path!r}; known paths: {', '.join(PATHS)}")
-    check(len(copies) >= 1, "fit_lockstep needs at least one copy")
+    ensure(path in PATHS, f"unknown path {path!r}; known paths: {', '.join(PATHS)}")
+    ensure(len(copies) >= 1, "fit_lockstep needs at least one copy")
     copies = [Copy(c.seed, as_split(c.train, "train"),
                    None if c.dev is None else as_split(c.dev, "dev"),
                    None if c.test is None else as_split(c.test, "test"),
@@ -107,7 +107,7 @@ def fit_lockstep(build: Callable[[], nn.Module], config: TrainConfig, copies: Se
                    config.weight_decay if c.weight_decay is None else c.weight_decay)
               for c in copies]
     keys = {shape_key(c) for c in copies}
-    check(len(keys) == 1, "copies in one lock-step group must have data of the same shapes "
+    ensure(len(keys) == 1, "copies in one lock-step group must have data of the same shapes "
           "(examples, length, features, targets); group them with fit_many")
     configs = [config.replace(seed=c.seed, lr=c.lr, weight_decay=c.weight_decay) for c in copies]
     models = []
@@ -205,7 +205,7 @@ class _Group:
         first = dict(models[0].named_parameters())
         for model in models[1:]:
             other = dict(model.named_parameters())
-            check(list(other) == list(first) and all(
+            ensure(list(other) == list(first) and all(
                 other[n].shape == first[n].shape for n in first),
                 "copies in one lock-step group must have the same parameters; build made "
                 "models with different parameter names or shapes")
@@ -218,7 +218,7 @@ class _Group:
         self.test = None if copies[0].test is None else _stack([c.test for c in copies])
         real = copies[0].train.targets.is_floating_point()  # as the trainer reads "auto"
         self.kind = config.loss if config.loss != "auto" else ("mse" if real else "cross_entropy")
-        check(self.kind != "cross_entropy" or not real,
+        ensure(self.kind != "cross_entropy" or not real,
               "loss 'cross_entropy' needs integer class targets, but the targets are real numbers")
         self.metric = config.metric if config.metric != "auto" else ("mse" if real else "accuracy")
 

@@ -51,7 +51,7 @@ from rnnlab.engine.jobs import (
     out_path,
 )
 from rnnlab.engine.layout import NAMES, Shape, flatten, unflatten
-from rnnlab.errors import NonFiniteError, RnnlabError, check
+from rnnlab.errors import NonFiniteError, RnnlabError, ensure
 from rnnlab.io import write_csv
 from rnnlab.seeding import rng_state
 from rnnlab.tasks.base import SplitData
@@ -201,7 +201,7 @@ def _cpu_count() -> int:
     the CPUs this process may use."""
     explicit = os.environ.get(WORKERS_ENV, "").strip()
     if explicit:
-        check(explicit.isdigit() and int(explicit) >= 1,
+        ensure(explicit.isdigit() and int(explicit) >= 1,
               f"${WORKERS_ENV} must be a whole number >= 1 (threads the engine may use), "
               f"got {explicit!r}")
         return int(explicit)

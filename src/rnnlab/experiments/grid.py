@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.protocols import get_protocol
 
 TASK = "digitsum"
@@ -219,33 +219,33 @@ class MemoryConfig:
         from rnnlab.experiments.runners import ENGINES
         from rnnlab.tasks import memory_task_names, task_class
 
-        check(len(self.cells) + len(self.models) > 0, "--cells needs at least one cell name")
-        check(len(set(self.cells)) == len(self.cells), "--cells lists a cell twice")
-        check(len(self.tasks) > 0, "--tasks needs at least one task name")
-        check(len(set(self.tasks)) == len(self.tasks), "--tasks lists a task twice")
+        ensure(len(self.cells) + len(self.models) > 0, "--cells needs at least one cell name")
+        ensure(len(set(self.cells)) == len(self.cells), "--cells lists a cell twice")
+        ensure(len(self.tasks) > 0, "--tasks needs at least one task name")
+        ensure(len(set(self.tasks)) == len(self.tasks), "--tasks lists a task twice")
         suite = memory_task_names()
         for task in self.tasks:
-            check(task in suite, f"unknown memory task {task!r} in --tasks; known: "
+            ensure(task in suite, f"unknown memory task {task!r} in --tasks; known: "
                   f"{', '.join(suite)} (or a Task registered with rnnlab.tasks.register_task)")
         resolve_models(self.cells, self.models)
         if self.lengths is not None:
-            check(len(self.lengths) > 0, "--lengths needs at least one length")
-            check(len(set(self.lengths)) == len(self.lengths), "--lengths lists a length twice")
+            ensure(len(self.lengths) > 0, "--lengths needs at least one length")
+            ensure(len(set(self.lengths)) == len(self.lengths), "--lengths lists a length twice")
         for task in self.tasks:
             least = 3 if task == TASK else 1
             for length in self.lengths_for(task):
                 what = ("two digits to sum and at least one step of distraction"
                         if task == TASK else task_class(task).memory_axis_label)
-                check(isinstance(length, int) and length >= least,
+                ensure(isinstance(length, int) and length >= least,
                       f"every length must be an integer >= {least} ({what}), got {length!r} "
                       f"in --lengths for task {task}")
-        check(isinstance(self.seeds, int) and 1 <= self.seeds <= MAX_SEEDS,
+        ensure(isinstance(self.seeds, int) and 1 <= self.seeds <= MAX_SEEDS,
               f"--seeds must be a whole number >= 1 and at most {MAX_SEEDS} (seeds index "
               f"the random generators), got {self.seeds!r}")
-        check(isinstance(self.threshold, (int, float)) and 0.0 < self.threshold <= 1.0,
+        ensure(isinstance(self.threshold, (int, float)) and 0.0 < self.threshold <= 1.0,
               f"--threshold must be in (0, 1] (a score), got {self.threshold!r}")
         get_protocol(self.protocol)
-        check(self.engine in ENGINES,
+        ensure(self.engine in ENGINES,
               f"unknown engine {self.engine!r}; known engines: {', '.join(ENGINES)}")
         s = self.settings()
         # field -> the CLI option that sets it
@@ -253,22 +253,22 @@ class MemoryConfig:
                    "embedding_dim": "embedding", "hidden_size": "hidden",
                    "batch_size": "batch-size", "epochs": "epochs", "eval_every": "eval-every"}
         for name, option in options.items():
-            check(s[name] >= 1, f"--{option} must be >= 1, got {s[name]}")
+            ensure(s[name] >= 1, f"--{option} must be >= 1, got {s[name]}")
         for lr in self.lr_values():
-            check(0 < lr <= MAX_FLOAT32,
+            ensure(0 < lr <= MAX_FLOAT32,
                   f"--lr must be > 0 and finite (at most {MAX_FLOAT32:.2e}, the largest "
                   f"float32), got {lr}")
         for wd in self.weight_decay_values():
-            check(0 <= wd <= MAX_FLOAT32, f"--weight-decay must be >= 0 and finite, got {wd}")
-        check(self.match_params is None or (isinstance(self.match_params, int)
+            ensure(0 <= wd <= MAX_FLOAT32, f"--weight-decay must be >= 0 and finite, got {wd}")
+        ensure(self.match_params is None or (isinstance(self.match_params, int)
                                             and self.match_params >= 1),
               f"--match-params must be a whole number >= 1, got {self.match_params!r}")
-        check(s["clip"] is None or 0 < s["clip"] <= MAX_FLOAT32,
+        ensure(s["clip"] is None or 0 < s["clip"] <= MAX_FLOAT32,
               f"--clip-norm must be > 0 and finite (or 0 for no clipping), got {s['clip']}")
         inits = known_inits()
-        check(s["init"] in inits,
+        ensure(s["init"] in inits,
               f"unknown --init {s['init']!r}; known initialisers: {', '.join(inits)}")
-        check(s["optimizer"] in ("adam", "sgd"),
+        ensure(s["optimizer"] in ("adam", "sgd"),
               f"--optimizer must be adam or sgd, got {s['optimizer']!r}")
         self._check_budget(s)
         return self
@@ -277,7 +277,7 @@ class MemoryConfig:
         """The learning rates of the grid (the protocol's when none is given)."""
         given = _values(self.lr)
         for lr in given:
-            check(isinstance(lr, (int, float)) and not isinstance(lr, bool),
+            ensure(isinstance(lr, (int, float)) and not isinstance(lr, bool),
                   f"--lr must be numbers, got {lr!r}")
         return tuple(float(v) for v in given) or (float(self.settings()["lr"]),)
 
@@ -285,7 +285,7 @@ class MemoryConfig:
         """The weight decays of the grid (the protocol's, else 0, when none is given)."""
         given = _values(self.weight_decay)
         for wd in given:
-            check(isinstance(wd, (int, float)) and not isinstance(wd, bool),
+            ensure(isinstance(wd, (int, float)) and not isinstance(wd, bool),
                   f"--weight-decay must be numbers, got {wd!r}")
         if given:
             return tuple(float(v) for v in given)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 
 # Loaded user models by reference, so a runner can rebuild a spec's model from the spec.
 _LOADED: dict[str, Any] = {}
@@ -45,7 +45,7 @@ def _from_object(name: str, obj: Any) -> Any:
     from rnnlab.usermodels import UserModel, source_hash
 
     is_cell = isinstance(obj, type) and issubclass(obj, RecurrentCell)
-    check(is_cell or callable(obj),
+    ensure(is_cell or callable(obj),
           f"model {name!r} is a {type(obj).__name__}, neither a RecurrentCell subclass, a "
           "function returning an nn.Module, nor a 'path/to/file.py:Name' string")
     try:
@@ -69,17 +69,17 @@ def resolve_models(cells: tuple[str, ...], models: tuple[tuple[str, Any], ...]
     entries: list[ModelEntry] = []
     for cell in cells:
         if ":" not in cell:
-            check(cell in CELLS, f"unknown cell {cell!r} in --cells; known cells: "
+            ensure(cell in CELLS, f"unknown cell {cell!r} in --cells; known cells: "
                   f"{', '.join(CELLS)}, or path/to/file.py:MyCell")
             entries.append(ModelEntry(cell, "", "", ""))
             continue
         user = load_model(cell)
-        check(user.kind == "cell", f"{user.label} is not a RecurrentCell subclass; give a "
+        ensure(user.kind == "cell", f"{user.label} is not a RecurrentCell subclass; give a "
               "factory with --model NAME=path/to/file.py:build instead of --cells")
         _LOADED[cell] = user
         entries.append(ModelEntry(user.name, "cell", cell, user.source_hash))
     for name, obj in models:
-        check(isinstance(name, str) and bool(_NAME.match(name)),
+        ensure(isinstance(name, str) and bool(_NAME.match(name)),
               f"model name {name!r} must be letters, digits, '_', '.', '+' or '-' (it names "
               "run folders)")
         user = load_model(obj) if isinstance(obj, str) else _from_object(name, obj)
@@ -88,7 +88,7 @@ def resolve_models(cells: tuple[str, ...], models: tuple[tuple[str, Any], ...]
         entries.append(ModelEntry(name, user.kind, ref, user.source_hash))
     names = [e.name for e in entries]
     dupes = sorted({n for n in names if names.count(n) > 1})
-    check(not dupes, f"two models are named {', '.join(dupes)}; give each a different name")
+    ensure(not dupes, f"two models are named {', '.join(dupes)}; give each a different name")
     return entries
 
 
@@ -98,7 +98,7 @@ def user_model(ref: str) -> Any:
     from rnnlab.usermodels import load_model
 
     if ref not in _LOADED:
-        check(not ref.startswith("python:"),
+        ensure(not ref.startswith("python:"),
               f"model {ref} was given as a Python object in another process; give it as "
               "path/to/file.py:Name so this process can load it")
         _LOADED[ref] = load_model(ref)

@@ -12,7 +12,7 @@ import dataclasses
 import importlib
 from typing import Any, TypeVar
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.tasks.base import SplitData, Task
 
 _TASK_MODULES: dict[str, str] = {
@@ -85,7 +85,7 @@ def register_task(cls: T, *, replace: bool = False) -> T:
 
 def unregister_task(name: str) -> None:
     """Remove a task registered with :func:`register_task` (built-ins stay)."""
-    check(name in _USER_TASKS, f"no user task named {name!r} is registered")
+    ensure(name in _USER_TASKS, f"no user task named {name!r} is registered")
     del _USER_TASKS[name]
 
 
@@ -108,10 +108,10 @@ def get_task(name: str, **params: Any) -> Task:
 def memory_task(name: str, value: int, **params: Any) -> Task:
     """The task ``name`` at ``value`` along its memory axis (what ``--lengths`` walks)."""
     cls = task_class(name)
-    check(cls.memory_axis is not None,
+    ensure(cls.memory_axis is not None,
           f"task {name!r} has no memory axis, so the memory experiment cannot run it; "
           f"tasks that have one: {', '.join(memory_task_names())}")
-    check(cls.memory_axis not in params,
+    ensure(cls.memory_axis not in params,
           f"{cls.memory_axis} of task {name!r} is set by the memory axis; do not also pass it")
     return cls(**{cls.memory_axis: value}, **params)
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import torch
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import linear_mse
 
@@ -49,7 +49,7 @@ class Adding(Task):
     n_test: int = 1000
 
     def __post_init__(self) -> None:
-        check(self.length >= 2,
+        ensure(self.length >= 2,
               f"length must be at least 2 so both halves hold a marked value, got {self.length}")
         self.check_split_sizes()
 

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import torch
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import lookup_accuracy
 
@@ -68,13 +68,13 @@ class AssociativeRecall(Task):
     n_test: int = 1000
 
     def __post_init__(self) -> None:
-        check(self.n_pairs >= 1, f"n_pairs must be at least 1, got {self.n_pairs}")
-        check(self.n_keys >= self.n_pairs and self.n_values >= self.n_pairs,
+        ensure(self.n_pairs >= 1, f"n_pairs must be at least 1, got {self.n_pairs}")
+        ensure(self.n_keys >= self.n_pairs and self.n_values >= self.n_pairs,
               f"n_keys ({self.n_keys}) and n_values ({self.n_values}) must each be at least "
               f"n_pairs ({self.n_pairs}): keys and values are distinct within a sequence")
-        check(self.n_values >= 2,
+        ensure(self.n_values >= 2,
               f"n_values must be at least 2 so there is something to recall, got {self.n_values}")
-        check(self.length >= 3 * self.n_pairs,
+        ensure(self.length >= 3 * self.n_pairs,
               f"length ({self.length}) must be at least 3 * n_pairs ({3 * self.n_pairs}): "
               "the pairs take 2 steps each and every key is queried once after them")
         self.check_split_sizes()

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Task:
         """Raise :class:`RnnlabError` unless every split size field is at least 1."""
         for name in names:
             size = getattr(self, name)
-            check(size >= 1, f"{name} must be at least 1, got {size}")
+            ensure(size >= 1, f"{name} must be at least 1, got {size}")
 
     # --- sizes -------------------------------------------------------------------------
     @property

@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import lookup_accuracy
 
@@ -55,8 +55,8 @@ class BinaryPairs(Task):
     n_test: int = 1000
 
     def __post_init__(self) -> None:
-        check(self.lag >= 1, f"lag must be at least 1 step back, got {self.lag}")
-        check(self.length > self.lag,
+        ensure(self.lag >= 1, f"lag must be at least 1 step back, got {self.lag}")
+        ensure(self.length > self.lag,
               f"length must be greater than lag={self.lag} so some step sees an earlier bit, "
               f"got {self.length}")
         self.check_split_sizes()

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import torch
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import lookup_accuracy
 
@@ -50,10 +50,10 @@ class Burst(Task):
     n_test: int = 256
 
     def __post_init__(self) -> None:
-        check(self.burst_width >= 1,
+        ensure(self.burst_width >= 1,
               f"burst_width must be at least 1 step, got {self.burst_width}")
-        check(self.max_start >= 0, f"max_start must be >= 0, got {self.max_start}")
-        check(self.length > self.max_start + self.burst_width,
+        ensure(self.max_start >= 0, f"max_start must be >= 0, got {self.max_start}")
+        ensure(self.length > self.max_start + self.burst_width,
               f"length must exceed max_start + burst_width = "
               f"{self.max_start + self.burst_width:g} so every burst ends inside the "
               f"sequence, got {self.length}")

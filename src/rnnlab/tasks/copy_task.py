@@ -31,7 +31,7 @@ from typing import ClassVar
 
 import torch
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import lookup_accuracy
 
@@ -69,10 +69,10 @@ class Copy(Task):
     n_test: int = 1000
 
     def __post_init__(self) -> None:
-        check(self.length >= 1,
+        ensure(self.length >= 1,
               f"length (the delay in blank steps) must be at least 1, got {self.length}")
-        check(self.n_symbols >= 1, f"n_symbols must be at least 1, got {self.n_symbols}")
-        check(self.alphabet >= 2,
+        ensure(self.n_symbols >= 1, f"n_symbols must be at least 1, got {self.n_symbols}")
+        ensure(self.alphabet >= 2,
               f"alphabet must have at least 2 symbols so there is something to remember, "
               f"got {self.alphabet}")
         self.check_split_sizes()

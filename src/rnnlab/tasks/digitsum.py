@@ -25,7 +25,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.io import atomic_write_text
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import lookup_accuracy
@@ -43,10 +43,10 @@ def generate(length: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
     For each copy the noise position is drawn first, then the digit, as the seed does.
     Returns ``digits (100*k, length)`` and ``labels (100*k,)``, both int64.
     """
-    check(isinstance(length, int) and length >= 3,
+    ensure(isinstance(length, int) and length >= 3,
           f"DigitSum length must be at least 3 (two digits to add and one step of noise), "
           f"got {length!r}")
-    check(isinstance(k, int) and k >= 1,
+    ensure(isinstance(k, int) and k >= 1,
           f"k (noisy copies per base example) must be at least 1, got {k!r}")
     digits = np.zeros((NUM_DIGITS * NUM_DIGITS * k, length), dtype=np.int64)
     labels = np.zeros(NUM_DIGITS * NUM_DIGITS * k, dtype=np.int64)
@@ -65,7 +65,7 @@ def generate(length: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
 
 def split_rng(seed: int, split: str) -> np.random.Generator:
     """The generator of one split: seeded by ``(seed, split)`` so splits differ."""
-    check(int(seed) >= 0, f"the data seed must be a whole number >= 0, got {seed}")
+    ensure(int(seed) >= 0, f"the data seed must be a whole number >= 0, got {seed}")
     return np.random.default_rng([int(seed), _SPLIT_CODE[split]])
 
 
@@ -83,7 +83,7 @@ def write_file(path: str | os.PathLike, split: SplitData) -> Path:
 def parse_digits(text: str, where: str) -> list[int]:
     """Digits 0..9 separated by whitespace; ``where`` names the source in the error."""
     fields = text.split()
-    check(len(fields) > 0, f"{where}: no digits")
+    ensure(len(fields) > 0, f"{where}: no digits")
     if not all(f.isdecimal() and int(f) < NUM_DIGITS for f in fields):
         bad = next(f for f in fields if not (f.isdecimal() and int(f) < NUM_DIGITS))
         raise RnnlabError(f"{where}: {bad!r} is not a digit 0-9; expected digits separated "
@@ -117,9 +117,9 @@ def read_file(path: str | os.PathLike) -> SplitData:
                 if not (label.isdecimal() and int(label) < NUM_CLASSES):
                     raise RnnlabError(f"{where}: label {label!r} is not a sum 0-18")
                 # Two digits to sum is the task: a shorter row cannot be an example.
-                check(len(digits) >= 2, f"{where}: a DigitSum sequence needs at least two "
+                ensure(len(digits) >= 2, f"{where}: a DigitSum sequence needs at least two "
                       f"digits (the two to sum), got {len(digits)}")
-                check(int(label) == digits[0] + digits[1],
+                ensure(int(label) == digits[0] + digits[1],
                       f"{where}: label {label} is not the sum of the first two digits "
                       f"{digits[0]} + {digits[1]}")
                 rows.append(digits)
@@ -127,7 +127,7 @@ def read_file(path: str | os.PathLike) -> SplitData:
     except UnicodeDecodeError as err:
         raise RnnlabError(f"{path} is not a UTF-8 text file of 'digits<TAB>label' lines "
                           f"({err.reason} at byte {err.start})") from None
-    check(len(rows) > 0, f"{path} holds no examples")
+    ensure(len(rows) > 0, f"{path} holds no examples")
     return pad(rows, torch.as_tensor(labels, dtype=torch.int64))
 
 
@@ -174,12 +174,12 @@ class DigitSum(Task):
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
-        check(isinstance(self.length, int) and self.length >= 3,
+        ensure(isinstance(self.length, int) and self.length >= 3,
               f"DigitSum length must be at least 3 (two digits to add and one step of noise), "
               f"got {self.length!r}")
         for name in ("k_train", "k_dev", "k_test"):
             value = getattr(self, name)
-            check(isinstance(value, int) and value >= 1,
+            ensure(isinstance(value, int) and value >= 1,
                   f"{name} (noisy copies per base example) must be at least 1, got {value!r}")
 
     @property
@@ -213,7 +213,7 @@ class DigitSum(Task):
     def _read(self, path: Path) -> SplitData:
         split = read_file(path)
         steps = split.inputs.shape[1]
-        check(split.lengths is not None or steps == self.length,
+        ensure(split.lengths is not None or steps == self.length,
               f"{path} holds sequences of length {steps}, but the task has length="
               f"{self.length}; give the files' length (--length {steps})")
         return split

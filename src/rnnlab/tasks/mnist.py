@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import linear_accuracy, lookup_accuracy
 
@@ -115,7 +115,7 @@ def load_mnist(data_dir: str | os.PathLike | None, split: str) -> tuple[Tensor, 
     Results are cached per process (keyed by path, size and modification time),
     so several tasks over the same files decompress them once.
     """
-    check(split in ("train", "test"), f"MNIST split must be 'train' or 'test', got {split!r}")
+    ensure(split in ("train", "test"), f"MNIST split must be 'train' or 'test', got {split!r}")
     images = find_file(data_dir, MNIST_FILES[(split, "images")])
     labels = find_file(data_dir, MNIST_FILES[(split, "labels")])
     stamp = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in (images, labels))
@@ -147,10 +147,10 @@ class MnistRows(Task):
     n_test: int | None = None
 
     def __post_init__(self) -> None:
-        check(self.dev_size >= 0, f"dev_size must be >= 0, got {self.dev_size}")
+        ensure(self.dev_size >= 0, f"dev_size must be >= 0, got {self.dev_size}")
         for cap in ("n_train", "n_test"):
             value = getattr(self, cap)
-            check(value is None or value >= 1, f"{cap} must be at least 1 (or unset), got {value}")
+            ensure(value is None or value >= 1, f"{cap} must be at least 1 (or unset), got {value}")
 
     @property
     def input_size(self) -> int:
@@ -170,7 +170,7 @@ class MnistRows(Task):
 
     def splits(self, seed: int = 0) -> dict[str, SplitData]:
         images, labels = load_mnist(self.data_dir, "train")
-        check(self.dev_size < len(images),
+        ensure(self.dev_size < len(images),
               f"dev_size must be smaller than the {len(images)} training images, "
               f"got {self.dev_size}")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))

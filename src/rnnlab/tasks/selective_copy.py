@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import lookup_accuracy
 
@@ -58,11 +58,11 @@ class SelectiveCopy(Task):
     n_test: int = 1000
 
     def __post_init__(self) -> None:
-        check(self.n_symbols >= 1, f"n_symbols must be at least 1, got {self.n_symbols}")
-        check(self.length >= self.n_symbols,
+        ensure(self.n_symbols >= 1, f"n_symbols must be at least 1, got {self.n_symbols}")
+        ensure(self.length >= self.n_symbols,
               f"length ({self.length}) must be at least n_symbols ({self.n_symbols}): the "
               "symbols are placed at distinct steps of the first length steps")
-        check(self.alphabet >= 2,
+        ensure(self.alphabet >= 2,
               f"alphabet must have at least 2 symbols so there is something to remember, "
               f"got {self.alphabet}")
         self.check_split_sizes()

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import torch
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import linear_mse
 
@@ -46,8 +46,8 @@ class SinCos(Task):
     n_test: int = 256
 
     def __post_init__(self) -> None:
-        check(self.length >= 2, f"length must be at least 2 steps per chunk, got {self.length}")
-        check(self.span > 0, f"span must be a positive number of radians, got {self.span}")
+        ensure(self.length >= 2, f"length must be at least 2 steps per chunk, got {self.length}")
+        ensure(self.span > 0, f"span must be a positive number of radians, got {self.span}")
         self.check_split_sizes()
 
     @property
@@ -74,7 +74,7 @@ class SinCos(Task):
 
         Feed them in order and carry the state across chunks, as the seed does.
         """
-        check(n_chunks >= 1, f"n_chunks must be at least 1, got {n_chunks}")
+        ensure(n_chunks >= 1, f"n_chunks must be at least 1, got {n_chunks}")
         return self._chunks(start + self.span * torch.arange(n_chunks, dtype=torch.float64))
 
     def splits(self, seed: int = 0) -> dict[str, SplitData]:

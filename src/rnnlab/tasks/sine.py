@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.memoryless import linear_mse
 
@@ -55,9 +55,9 @@ class Sine(Task):
     n_test: int = 256
 
     def __post_init__(self) -> None:
-        check(self.length >= 2, f"length must be at least 2 steps, got {self.length}")
-        check(self.span > 0, f"span must be a positive number of radians, got {self.span}")
-        check(self.max_start >= (1 if self.integer_start else 0),
+        ensure(self.length >= 2, f"length must be at least 2 steps, got {self.length}")
+        ensure(self.span > 0, f"span must be a positive number of radians, got {self.span}")
+        ensure(self.max_start >= (1 if self.integer_start else 0),
               f"max_start must be >= {1 if self.integer_start else 0}, got {self.max_start}")
         self.check_split_sizes()
 
@@ -104,8 +104,8 @@ def rollout(model: nn.Module, prime: Tensor, steps: int) -> Tensor:
     previous prediction fed back as input, with the state carried throughout.
     ``model`` follows the ``build_model`` contract (``state=``, ``return_state=``).
     """
-    check(prime.shape[1] >= 1, "rollout needs at least one true value to start from")
-    check(steps >= 1, f"rollout steps must be at least 1, got {steps}")
+    ensure(prime.shape[1] >= 1, "rollout needs at least one true value to start from")
+    ensure(steps >= 1, f"rollout steps must be at least 1, got {steps}")
     output, state = model(prime, state=None, return_state=True)
     current = output[:, -1:]
     predictions = [current]
@@ -122,7 +122,7 @@ def rollout_mse(model: nn.Module, data: SplitData, prime: int = 10) -> tuple[flo
     ``data.targets[:, prime - 1 + k]``.
     """
     length = data.inputs.shape[1]
-    check(1 <= prime <= length, f"prime must be between 1 and the length {length}, got {prime}")
+    ensure(1 <= prime <= length, f"prime must be between 1 and the length {length}, got {prime}")
     was_training = model.training
     model.eval()
     predictions = rollout(model, data.inputs[:, :prime], length - prime + 1)

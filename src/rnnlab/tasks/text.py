@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData, Task
 from rnnlab.tasks.text_corpus import Reviews, generate, read_folder
 
@@ -55,7 +55,7 @@ class Vocabulary:
 
     @classmethod
     def build(cls, texts: Iterable[list[str]], min_count: int = 1) -> Vocabulary:
-        check(min_count >= 1, f"min_count must be at least 1, got {min_count}")
+        ensure(min_count >= 1, f"min_count must be at least 1, got {min_count}")
         counts = Counter(token for tokens in texts for token in tokens)
         kept = sorted((t for t, c in counts.items() if c >= min_count),
                       key=lambda t: (-counts[t], t))
@@ -77,7 +77,7 @@ def pad(sequences: Sequence[Sequence[int]], max_length: int | None = None
     """``(ids (N, L), lengths (N,))``: each sequence cut to ``max_length`` and padded with
     0 at its end to the longest one."""
     cut = [list(s[:max_length] if max_length else s) for s in sequences]
-    check(all(cut), "every text needs at least one token")
+    ensure(all(cut), "every text needs at least one token")
     lengths = torch.tensor([len(s) for s in cut], dtype=torch.int64)
     ids = torch.zeros(len(cut), int(lengths.max()), dtype=torch.int64)
     for row, s in enumerate(cut):
@@ -119,7 +119,7 @@ class Text(Task):
         self.check_split_sizes()
         for name, least in (("dev_every", 2), ("min_count", 1), ("max_length", 1)):
             value = getattr(self, name)
-            check(value >= least, f"{name} must be at least {least}, got {value}")
+            ensure(value >= least, f"{name} must be at least {least}, got {value}")
 
     @property
     def vocab_size(self) -> int:
@@ -165,7 +165,7 @@ class Text(Task):
         (fixed, so the vocabulary and the splits do not depend on the seed)."""
         train, test = read_folder(self.data_dir, "train"), read_folder(self.data_dir, "test")
         held = set(range(self.dev_every - 1, len(train.texts), self.dev_every))
-        check(len(held) < len(train.texts),
+        ensure(len(held) < len(train.texts),
               f"{self.data_dir}: too few training reviews to hold out a dev split")
 
         def part(keep: bool) -> Reviews:

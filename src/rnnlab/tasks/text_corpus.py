@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 
 LAYOUT = ("train/pos", "train/neg", "test/pos", "test/neg")
 LAYOUT_HINT = ("--data-dir must hold train/pos, train/neg, test/pos and test/neg folders of "
@@ -99,7 +99,7 @@ def generate(n: int, generator: torch.Generator) -> Reviews:
     right. The openings, intensifiers and endings vary the length, so a batch needs
     padding.
     """
-    check(n >= 2 and n % 2 == 0, f"the generated corpus needs an even number of reviews, "
+    ensure(n >= 2 and n % 2 == 0, f"the generated corpus needs an even number of reviews, "
           f"got {n}")
 
     def pick(options: tuple) -> object:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("auto", "cross_entropy", "mse")
@@ -103,21 +103,21 @@ class TrainConfig:
         for name in ("max_steps", "eval_every", "threads", "early_stop_patience", "tbptt"):
             if getattr(self, name) is not None:
                 _positive_int(self, name)
-        check(math.isfinite(self.lr) and self.lr > 0,
+        ensure(math.isfinite(self.lr) and self.lr > 0,
               f"lr must be a positive finite number, got {self.lr!r}")
         for name in ("clip_norm", "clip_value", "clip_per_param"):
             value = getattr(self, name)
-            check(value is None or (math.isfinite(value) and value > 0),
+            ensure(value is None or (math.isfinite(value) and value > 0),
                   f"{name} must be a positive number or None, got {value!r}")
-        check(self.momentum >= 0, f"momentum must be >= 0, got {self.momentum!r}")
-        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        ensure(self.momentum >= 0, f"momentum must be >= 0, got {self.momentum!r}")
+        ensure(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
         _choice(self, "optimizer", OPTIMIZERS)
         _choice(self, "loss", LOSSES)
         _choice(self, "metric", METRICS)
         _choice(self, "reduction", REDUCTIONS)
         _choice(self, "progress", PROGRESS)
         _choice(self, "checkpoints", CHECKPOINTS)
-        check(isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}")
+        ensure(isinstance(self.seed, int), f"seed must be an integer, got {self.seed!r}")
 
     def asdict(self) -> dict[str, Any]:
         """Plain values only, so it survives JSON and ``torch.load(weights_only=True)``."""
@@ -141,10 +141,10 @@ class TrainConfig:
 
 def _positive_int(config: TrainConfig, name: str) -> None:
     value = getattr(config, name)
-    check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+    ensure(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
           f"{name} must be a positive integer, got {value!r}")
 
 
 def _choice(config: TrainConfig, name: str, allowed: tuple[str, ...]) -> None:
     value = getattr(config, name)
-    check(value in allowed, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    ensure(value in allowed, f"{name} must be one of {', '.join(allowed)}; got {value!r}")

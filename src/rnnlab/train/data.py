@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.tasks.base import SplitData
 
 
@@ -45,11 +45,11 @@ def as_split(data: Any, name: str = "data") -> SplitData:
             f"or a torch Dataset of (input, target) items; got {type(data).__name__}"
         )
     n = split.inputs.shape[0]
-    check(n > 0, f"{name} is empty")
-    check(split.targets.shape[0] == n,
+    ensure(n > 0, f"{name} is empty")
+    ensure(split.targets.shape[0] == n,
           f"{name} has {n} inputs but {split.targets.shape[0]} targets")
     if split.lengths is not None:
-        check(tuple(split.lengths.shape) == (n,),
+        ensure(tuple(split.lengths.shape) == (n,),
               f"{name} lengths must have shape ({n},), got {tuple(split.lengths.shape)}")
         split = SplitData(split.inputs, split.targets, split.lengths.to(torch.int64))
     return split
@@ -63,7 +63,7 @@ def _from_dataset(dataset: torch.utils.data.Dataset, name: str) -> SplitData:
     inputs, targets = [], []
     for i in range(size):
         item = dataset[i]
-        check(isinstance(item, (tuple, list)) and len(item) == 2,
+        ensure(isinstance(item, (tuple, list)) and len(item) == 2,
               f"{name}: item {i} of the Dataset is not an (input, target) pair")
         inputs.append(as_tensor(item[0]))
         targets.append(as_tensor(item[1]))

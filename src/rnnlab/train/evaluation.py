@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData
 from rnnlab.train import stateful
 from rnnlab.train.config import TrainConfig
@@ -78,7 +78,7 @@ def _evaluate_with(model: nn.Module, split: SplitData, config: TrainConfig,
                    device: torch.device | None, loss_fn: Callable | None,
                    metrics: dict[str, Callable]) -> dict[str, float]:
     """:func:`evaluate` with a device, a loss callable or extra metrics."""
-    check(config.tbptt is None, "a loss or metric callable or a device is not supported with "
+    ensure(config.tbptt is None, "a loss or metric callable or a device is not supported with "
           "stateful training (tbptt)")
     metric = metric_for(config, split)
     scores = Scores(loss_kind(config.loss, split.targets), metric)

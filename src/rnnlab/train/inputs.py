@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from rnnlab.errors import RnnlabError, check
+from rnnlab.errors import RnnlabError, ensure
 from rnnlab.tasks.base import SplitData
 from rnnlab.train.data import as_split, as_tensor
 
@@ -32,7 +32,7 @@ def batch_of(item: Any, name: str) -> SplitData:
     """One item a loader yields (``(inputs, targets[, lengths])``, a dict with those
     keys, or a ``SplitData``) as a batch."""
     if isinstance(item, dict):
-        check("inputs" in item and "targets" in item,
+        ensure("inputs" in item and "targets" in item,
               f"{name}: a batch given as a dict needs 'inputs' and 'targets' keys, "
               f"got {sorted(item)}")
         item = (item["inputs"], item["targets"], item.get("lengths"))
@@ -52,7 +52,7 @@ def loader_split(loader: DataLoader, name: str) -> SplitData:
     draws nothing from the global generators (contract point 1)."""
     with torch.random.fork_rng(devices=[]):
         batches = [batch_of(item, f"{name} batch {i}") for i, item in enumerate(loader)]
-    check(len(batches) > 0, f"{name}: the DataLoader yields no batches")
+    ensure(len(batches) > 0, f"{name}: the DataLoader yields no batches")
     try:
         lengths = [b.lengths for b in batches]
         return SplitData(torch.cat([b.inputs for b in batches]),
@@ -75,7 +75,7 @@ class LoaderEpochs:
             raise RnnlabError("the training DataLoader must have a length (a map-style "
                               "Dataset, or an IterableDataset with __len__), so the trainer "
                               "knows how many steps an epoch has") from None
-        check(self.batches > 0, "the training DataLoader yields no batches")
+        ensure(self.batches > 0, "the training DataLoader yields no batches")
         self.loader = loader
         self._iter: Iterator[Any] | None = None
 
@@ -99,12 +99,12 @@ class LoaderEpochs:
         that began with ``record``; the global RNG is left as it was found."""
         if done == 0:
             return
-        check(record is not None, "cannot resume: the checkpoint was not written by a run "
+        ensure(record is not None, "cannot resume: the checkpoint was not written by a run "
               "trained from a DataLoader (it holds no loader RNG state)")
         now = torch.get_rng_state()
         torch.set_rng_state(record["torch"])
         if record["generator"] is not None:
-            check(self.loader.generator is not None, "cannot resume: the run's DataLoader had "
+            ensure(self.loader.generator is not None, "cannot resume: the run's DataLoader had "
                   "a generator=..., this one has none")
             self.loader.generator.set_state(record["generator"])
         self._iter = iter(self.loader)
@@ -125,12 +125,12 @@ class LoaderEpochs:
 def make_scheduler(factory: Callable[[torch.optim.Optimizer], Any] | None,
                    optimizer: torch.optim.Optimizer, interval: str) -> Any:
     """The scheduler ``factory(optimizer)`` builds (``None`` without a factory)."""
-    check(interval in SCHEDULER_INTERVALS,
+    ensure(interval in SCHEDULER_INTERVALS,
           f"scheduler_interval must be 'epoch' or 'step', got {interval!r}")
     if factory is None:
         return None
     scheduler = factory(optimizer)
-    check(hasattr(scheduler, "step") and hasattr(scheduler, "state_dict"),
+    ensure(hasattr(scheduler, "step") and hasattr(scheduler, "state_dict"),
           "scheduler must be a function of the optimizer returning an LR scheduler, e.g. "
           "lambda opt: torch.optim.lr_scheduler.StepLR(opt, 10)")
     return scheduler

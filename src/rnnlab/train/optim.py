@@ -7,14 +7,14 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.train.config import TrainConfig
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """Adam or SGD over ``model.parameters()``, as the contract states."""
     params = list(model.parameters())
-    check(len(params) > 0, "the model has no parameters to train")
+    ensure(len(params) > 0, "the model has no parameters to train")
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,

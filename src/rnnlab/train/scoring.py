@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.train.checkpoint import LAST
 
 
@@ -37,7 +37,7 @@ def loss_kind(setting: str, targets: Tensor) -> str:
     """The loss a config's ``loss`` setting means for these targets."""
     if setting == "auto":
         return "mse" if targets.is_floating_point() else "cross_entropy"
-    check(setting != "cross_entropy" or not targets.is_floating_point(),
+    ensure(setting != "cross_entropy" or not targets.is_floating_point(),
           "loss 'cross_entropy' needs integer class targets, but the targets are real numbers")
     return setting
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnlab.errors import check
+from rnnlab.errors import ensure
 from rnnlab.tasks.base import SplitData
 from rnnlab.train.data import batch_ranges
 
@@ -32,12 +32,12 @@ def chunk_ranges(length: int, chunk: int) -> list[tuple[int, int]]:
 
 def check_streams(split: SplitData, name: str) -> None:
     """Streams need per-step targets and one length (a stream has no padding)."""
-    check(split.inputs.dim() >= 2 and split.targets.dim() >= 2
+    ensure(split.inputs.dim() >= 2 and split.targets.dim() >= 2
           and split.targets.shape[1] == split.inputs.shape[1],
           f"stateful training (tbptt) needs {name} streams (S, T, ...) with a target at "
           f"every step (S, T[, F]); got inputs {tuple(split.inputs.shape)} and targets "
           f"{tuple(split.targets.shape)}")
-    check(split.lengths is None or bool((split.lengths == split.inputs.shape[1]).all()),
+    ensure(split.lengths is None or bool((split.lengths == split.inputs.shape[1]).all()),
           f"stateful training (tbptt) needs {name} streams of one length; pad nothing, "
           "cut the streams to one length instead")
 
@@ -101,7 +101,7 @@ def as_streams(split: SplitData, streams: int = 1) -> SplitData:
     loop over consecutive batches does. ``N`` must be a multiple of ``streams``.
     """
     n, length = split.inputs.shape[0], split.inputs.shape[1]
-    check(n % streams == 0, f"{n} sequences cannot be dealt into {streams} streams evenly; "
+    ensure(n % streams == 0, f"{n} sequences cannot be dealt into {streams} streams evenly; "
           f"use a multiple of {streams}")
 
     def lay(t: Tensor) -> Tensor:

@@ -73,7 +73,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from rnnlab.errors import NonFiniteError, RnnlabError, check
+from rnnlab.errors import NonFiniteError, RnnlabError, ensure
 from rnnlab.seeding import rng_state, seed_everything, set_rng_state
 from rnnlab.tasks.base import SplitData
 from rnnlab.train import evaluation, stateful
@@ -203,7 +203,7 @@ class Trainer:
         self.device = None if device is None else torch.device(device)
         self.loss_fn, self.metrics = loss_fn, dict(metrics or {})
         extra = self._loader is not None or loss_fn is not None or self.metrics
-        check(not (self.stateful and (extra or device is not None or scheduler is not None)),
+        ensure(not (self.stateful and (extra or device is not None or scheduler is not None)),
               "stateful training (tbptt) takes whole tensors only: no DataLoader, device, "
               "scheduler, loss_fn or metrics")
         if self.device is not None:
@@ -214,7 +214,7 @@ class Trainer:
                 if split is not None:
                     stateful.check_streams(split, name)
         self.out_dir = None if out_dir is None else Path(out_dir)
-        check(not resume or self.out_dir is not None, "resume needs out_dir (the run folder)")
+        ensure(not resume or self.out_dir is not None, "resume needs out_dir (the run folder)")
         meta = dict(meta or {})
         model_config = getattr(model, "config", None)
         if "model_config" not in meta and dataclasses.is_dataclass(model_config):
@@ -446,7 +446,7 @@ class Trainer:
         """Outputs along streams ``(S, T, ...)`` in chunks of ``config.tbptt`` (in eval
         mode), starting from ``state`` (e.g. :attr:`carried_state`); returns them and the
         final state. ``carry=False`` gives every chunk a fresh state."""
-        check(self.stateful, "predict_stream needs a stateful trainer (set tbptt)")
+        ensure(self.stateful, "predict_stream needs a stateful trainer (set tbptt)")
         return evaluation.predict_stream(model, inputs, int(self.config.tbptt), state, carry)
 
     def _metric_for(self, split: SplitData | None) -> str:
@@ -501,7 +501,7 @@ class Trainer:
         assert self.model is not None and self.optimizer is not None
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        check(("scheduler" in ckpt) == (self.scheduler is not None),
+        ensure(("scheduler" in ckpt) == (self.scheduler is not None),
               "cannot resume: the run was trained "
               + ("with" if "scheduler" in ckpt else "without")
               + " an LR scheduler; pass the same scheduler= to fit as the run had")
@@ -530,7 +530,7 @@ class Trainer:
             diffs = ", ".join(f"{k}={saved.get(k)!r} (now {getattr(self.config, k)!r})"
                               for k in changed)
             raise RnnlabError(f"cannot resume from {path}: it was trained with {diffs}")
-        check(ckpt.get("n_train") == self.state.n_train,
+        ensure(ckpt.get("n_train") == self.state.n_train,
               f"cannot resume from {path}: it was trained on {ckpt.get('n_train')} examples, "
               f"the training split now has {self.state.n_train}")
         try:
