@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 
+import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from rnnlab.experiments import MemoryConfig, summarize
 from rnnlab.report import write_memory_report
-from rnnlab.report.plots import accuracy_vs_length, training_curves
+from rnnlab.report.plots import PALETTE, accuracy_vs_length, training_curves
 
 PNG = b"\x89PNG\r\n\x1a\n"
+FIRST = tuple(int(PALETTE[0][i:i + 2], 16) for i in (1, 3, 5))  # the first cell's colour
+# The 95% band: the first colour at alpha 0.15 over white.
+BAND = tuple(round(255 * 0.85 + 0.15 * v) for v in FIRST)
+
+
+def pixels_of(png: bytes, rgb: tuple[int, ...], tol: int = 4) -> int:
+    """How many pixels of the decoded PNG have colour ``rgb`` (within ``tol``)."""
+    image = (imread(io.BytesIO(png))[..., :3] * 255).round().astype(int)
+    return int((np.abs(image - np.array(rgb)).max(-1) <= tol).sum())
 
 
 def hand_made(seeds: int = 3):
@@ -52,12 +64,19 @@ def test_report_says_when_runs_are_missing(tmp_path):
 
 
 def test_one_seed_draws_no_band():
+    """Decoded pixels, not magic bytes: three seeds draw the interval band in the cell's
+    colour, one seed draws the line but no band."""
     _, _, summary = hand_made(seeds=1)
     assert all(p["ci_low"] is None for c in summary["cells"].values() for p in c["lengths"])
-    assert accuracy_vs_length(summary).startswith(PNG)
+    one = accuracy_vs_length(summary)
+    three = accuracy_vs_length(hand_made(seeds=3)[2])
+    assert pixels_of(one, FIRST) > 500 and pixels_of(three, FIRST) > 500  # the lines
+    assert pixels_of(three, BAND) > 2000 > 500 > pixels_of(one, BAND)
 
 
 @pytest.mark.parametrize("dev", [[0.1, 0.5, 0.9], [None, 0.4, None]])
 def test_training_curves_png(dev):
     curve = {"step": [10, 20, 30], "train_loss": [2.0, 1.0, 0.5], "dev_accuracy": dev}
-    assert training_curves("LSTM", {5: [curve, curve], 10: [curve]}).startswith(PNG)
+    png = training_curves("LSTM", {5: [curve, curve], 10: [curve]})
+    one_line = tuple(round(0.75 * v + 0.25 * 255) for v in FIRST)  # drawn at alpha 0.75
+    assert png.startswith(PNG) and pixels_of(png, one_line) > 100  # the curves were drawn
