@@ -195,48 +195,10 @@ class Trainer:
         scheduler, e.g. ``lambda opt: torch.optim.lr_scheduler.StepLR(opt, 10)``),
         ``scheduler_interval``, ``loss_fn`` and ``metrics``: contract point 8.
         """
+        train_split, dev_split, test_split, nb = self._prepare(
+            model, train, dev, test, out_dir, resume, meta, device, scheduler,
+            scheduler_interval, loss_fn, metrics)
         cfg = self.config
-        self._loader = LoaderEpochs(train) if isinstance(train, DataLoader) else None
-        train_split = None if self._loader is not None else as_split(train, "train")
-        dev_split = None if dev is None else self._split(dev, "dev")
-        test_split = None if test is None else self._split(test, "test")
-        self.device = None if device is None else torch.device(device)
-        self.loss_fn, self.metrics = loss_fn, dict(metrics or {})
-        extra = self._loader is not None or loss_fn is not None or self.metrics
-        ensure(not (self.stateful and (extra or device is not None or scheduler is not None)),
-              "stateful training (tbptt) takes whole tensors only: no DataLoader, device, "
-              "scheduler, loss_fn or metrics")
-        if self.device is not None:
-            model.to(self.device)
-        if self.stateful:
-            for name, split in (("train", train_split), ("dev", dev_split),
-                                ("test", test_split)):
-                if split is not None:
-                    stateful.check_streams(split, name)
-        self.out_dir = None if out_dir is None else Path(out_dir)
-        ensure(not resume or self.out_dir is not None, "resume needs out_dir (the run folder)")
-        meta = dict(meta or {})
-        model_config = getattr(model, "config", None)
-        if "model_config" not in meta and dataclasses.is_dataclass(model_config):
-            meta["model_config"] = dataclasses.asdict(model_config)
-        n_train = self._loader.examples if self._loader else len(train_split)
-        self.attach(model, make_optimizer(cfg, model), TrainState(n_train=n_train),
-                    metric=self._metric_for(train_split), meta=meta)
-        self.scheduler = make_scheduler(scheduler, self.optimizer, scheduler_interval)
-        self.scheduler_interval = scheduler_interval
-        nb = self._batches_per_epoch(train_split)
-        self.total_steps = cfg.epochs * nb
-        if cfg.max_steps is not None:
-            self.total_steps = min(self.total_steps, cfg.max_steps)
-        self.should_stop = False
-        self._order = DataOrder(cfg.seed, cfg.shuffle)
-        # The checkpoint writer goes last, so last.pt holds every other callback's state
-        # (early stopping's count) as it stands after the evaluation it is written at.
-        defaults = self._default_callbacks()
-        writers = [c for c in defaults if isinstance(c, ModelCheckpoint)]
-        self.callbacks = ([c for c in defaults if c not in writers] + self.user_callbacks
-                          + writers)
-
         resumed_from = self._resume() if resume else None
         if self._loader is not None:
             self._loader.resume(self.state.loader_rng, self.state.batch_in_epoch)
@@ -279,6 +241,59 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_fit_end(self, result)
         return result
+
+    def _prepare(self, model: nn.Module, train: Any, dev: Any, test: Any,
+                 out_dir: str | Path | None, resume: bool, meta: dict[str, Any] | None,
+                 device: str | torch.device | None,
+                 scheduler: Callable[[torch.optim.Optimizer], Any] | None,
+                 scheduler_interval: str, loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
+                 metrics: dict[str, Metric] | None
+                 ) -> tuple[SplitData | None, SplitData | None, SplitData | None, int]:
+        """Everything ``fit`` sets up before training: splits, device, optimiser, run
+        state, scheduler, step budget, data order and callbacks."""
+        cfg = self.config
+        self._loader = LoaderEpochs(train) if isinstance(train, DataLoader) else None
+        train_split = None if self._loader is not None else as_split(train, "train")
+        dev_split = None if dev is None else self._split(dev, "dev")
+        test_split = None if test is None else self._split(test, "test")
+        self.device = None if device is None else torch.device(device)
+        self.loss_fn, self.metrics = loss_fn, dict(metrics or {})
+        extra = self._loader is not None or loss_fn is not None or self.metrics
+        ensure(not (self.stateful and (extra or device is not None or scheduler is not None)),
+              "stateful training (tbptt) takes whole tensors only: no DataLoader, device, "
+              "scheduler, loss_fn or metrics")
+        if self.device is not None:
+            model.to(self.device)
+        if self.stateful:
+            for name, split in (("train", train_split), ("dev", dev_split),
+                                ("test", test_split)):
+                if split is not None:
+                    stateful.check_streams(split, name)
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        ensure(not resume or self.out_dir is not None, "resume needs out_dir (the run folder)")
+        meta = dict(meta or {})
+        model_config = getattr(model, "config", None)
+        if "model_config" not in meta and dataclasses.is_dataclass(model_config):
+            meta["model_config"] = dataclasses.asdict(model_config)
+        n_train = self._loader.examples if self._loader else len(train_split)
+        self.attach(model, make_optimizer(cfg, model), TrainState(n_train=n_train),
+                    metric=self._metric_for(train_split), meta=meta)
+        self.scheduler = make_scheduler(scheduler, self.optimizer, scheduler_interval)
+        self.scheduler_interval = scheduler_interval
+        nb = self._batches_per_epoch(train_split)
+        self.total_steps = cfg.epochs * nb
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.should_stop = False
+        self._order = DataOrder(cfg.seed, cfg.shuffle)
+        # The checkpoint writer goes last, so last.pt holds every other callback's state
+        # (early stopping's count) as it stands after the evaluation it is written at.
+        defaults = self._default_callbacks()
+        writers = [c for c in defaults if isinstance(c, ModelCheckpoint)]
+        self.callbacks = ([c for c in defaults if c not in writers] + self.user_callbacks
+                          + writers)
+
+        return train_split, dev_split, test_split, nb
 
     def _split(self, data: Any, name: str) -> SplitData:
         return loader_split(data, name) if isinstance(data, DataLoader) else as_split(data, name)
