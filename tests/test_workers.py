@@ -10,7 +10,7 @@ import pytest
 from rnnlab.cli import main
 from rnnlab.engine import population
 from rnnlab.errors import RnnlabError
-from rnnlab.experiments.distributed import WORKERS_ENV
+from rnnlab.engine.population import WORKERS_ENV
 
 TINY = ["--cells", "srn,lstm", "--lengths", "3", "--seeds", "1", "--epochs", "1",
         "--task-param", "k_train=1", "--task-param", "k_dev=1", "--task-param", "k_test=1",
