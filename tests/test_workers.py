@@ -9,16 +9,15 @@ import pytest
 
 from rnnlab.cli import main
 from rnnlab.engine import population
-from rnnlab.errors import RnnlabError
 from rnnlab.engine.population import WORKERS_ENV
+from rnnlab.errors import RnnlabError
 
 TINY = ["--cells", "srn,lstm", "--lengths", "3", "--seeds", "1", "--epochs", "1",
         "--task-param", "k_train=1", "--task-param", "k_dev=1", "--task-param", "k_test=1",
         "--quiet"]
 
 
-def test_the_engine_and_the_ray_runner_read_one_variable(monkeypatch):
-    assert population.WORKERS_ENV == WORKERS_ENV
+def test_the_engine_reads_the_variable(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.delenv(WORKERS_ENV, raising=False)
     assert population._cpu_count() == 8
@@ -52,3 +51,14 @@ def test_memory_workers_limits_the_engines_threads(tmp_path, pools):
     assert main(["memory", *TINY, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
     assert pools and set(pools) == {1}
     assert WORKERS_ENV not in os.environ  # the limit ends with the command
+
+
+def test_a_ray_task_limits_the_engine_to_its_cpus(monkeypatch):
+    """What a Ray task sets (``train_group``) is what the engine reads."""
+    from rnnlab.experiments.distributed import train_group
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv(WORKERS_ENV, raising=False)
+    assert train_group("fast", [], cpus=3) == []
+    assert population._cpu_count() == 3
+
