@@ -74,12 +74,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _known_fields(cls: type, values: Any, what: str, where: Path) -> dict[str, Any]:
-    ensure(isinstance(values, dict), f"{where}: the checkpoint's {what} is not a mapping")
+def _known_fields(cls: type, values: Any, label: str, where: Path) -> dict[str, Any]:
+    ensure(isinstance(values, dict), f"{where}: the checkpoint's {label} settings are not a "
+           "mapping")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
-    ensure(not unknown, f"{where}: the checkpoint's {what} has keys this rnnlab does not know "
-          f"({', '.join(unknown)}); was it written by a newer rnnlab?")
+    ensure(not unknown, f"{where}: unknown {label} setting(s) {', '.join(unknown)} in the "
+           f"checkpoint (written by another rnnlab?); known: {', '.join(sorted(names))}")
     return values
 
 
@@ -89,31 +90,41 @@ def load_run(path: str | os.PathLike, which: str = "best") -> Run:
     Raises :class:`~rnnlab.errors.RnnlabError` with one sentence when the folder is not
     a run folder or its checkpoint does not describe a model rnnlab can rebuild.
     """
+    import torch
+
     from rnnlab.models import ModelConfig, build_model
     from rnnlab.tasks import get_task
     from rnnlab.train import TrainConfig, find_checkpoint, load_checkpoint
+    from rnnlab.train.checkpoint import require
 
     ensure(which in ("best", "last"), f"which must be 'best' or 'last', not {which!r}")
     run_dir = Path(path)
-    ckpt = load_checkpoint(find_checkpoint(run_dir, prefer=f"{which}.pt"))
+    found = find_checkpoint(run_dir, prefer=f"{which}.pt")
+    ckpt = load_checkpoint(found)
     meta = ckpt.get("meta") or {}
     ensure(isinstance(meta, dict) and "model_config" in meta and "task" in meta,
-          f"{run_dir}: the checkpoint does not record its task and model; was it written "
-          "by rnnlab train, rnnlab memory or a recipe?")
-    ensure("train_config" in ckpt, f"{run_dir}: the checkpoint does not record its training "
-          "configuration (train_config)")
-    model_config = ModelConfig(**_known_fields(ModelConfig, meta["model_config"],
-                                               "model configuration", run_dir))
-    train_config = TrainConfig.from_dict(_known_fields(TrainConfig, ckpt["train_config"],
-                                                       "training configuration", run_dir))
+           f"{run_dir}: the checkpoint does not record its task and model; was it written "
+           "by rnnlab train, rnnlab memory or a recipe?")
+    require(ckpt, found, "model", "train_config", "step")
+    model_config = ModelConfig(**_known_fields(ModelConfig, meta["model_config"], "model",
+                                               run_dir))
+    train_config = TrainConfig.from_dict(
+        _known_fields(TrainConfig, ckpt["train_config"], "training", run_dir))
     task_params = dict(meta.get("task_params") or {})
-    task = get_task(meta["task"], **task_params)
+    try:
+        task = get_task(meta["task"], **task_params)
+    except TypeError as err:  # parameters from another version of the task
+        raise RnnlabError(f"{found}: its task parameters do not fit task {meta['task']!r} "
+                          f"({err})") from None
     model = build_model(model_config)
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError) as err:
         raise RnnlabError(f"{run_dir}: the checkpoint's parameters do not fit its model "
                           f"({str(err).splitlines()[0]})") from err
+    ensure(all(bool(torch.isfinite(p).all()) for p in model.parameters()),
+           f"{found}: the checkpoint's parameters are not all finite (nan or inf): the run "
+           "diverged, so there is no model to use")
     model.eval()
     return Run(path=run_dir, task_name=meta["task"], task_params=task_params,
                data_seed=int(meta.get("data_seed", meta.get("seed", 0))),

@@ -21,10 +21,10 @@ from rnnlab.errors import RnnlabError
 # each summary against the command's own docstring.
 _COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rnnlab.cli.train", "Train one model on TASK; write metrics, checkpoints, summary."),
-    "evaluate": ("rnnlab.cli.train", "Re-score a saved run on its splits."),
-    "predict": ("rnnlab.cli.train", "Predict with a saved run."),
-    "cells": ("rnnlab.cli.train", "List the recurrent cells."),
-    "tasks": ("rnnlab.cli.train", "List the tasks."),
+    "evaluate": ("rnnlab.cli.runs", "Re-score a saved run on its splits."),
+    "predict": ("rnnlab.cli.runs", "Predict with a saved run."),
+    "cells": ("rnnlab.cli.listing", "List the recurrent cells."),
+    "tasks": ("rnnlab.cli.listing", "List the tasks."),
     "memory": ("rnnlab.cli.memory", "The memory-capacity experiment, with its report."),
     "recipe": ("rnnlab.cli.recipe", "Reproduce a seed experiment."),
     "doctor": ("rnnlab.cli.doctor", "Run a training script under diagnosis."),

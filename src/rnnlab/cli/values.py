@@ -53,5 +53,6 @@ class FloatGrid(click.FloatRange):
         if not all(parts):
             self.fail(f"{value!r} is not a number or a comma-separated list of numbers",
                       param, ctx)
-        return tuple(float(super().convert(part, param, ctx)) for part in parts)
+        convert = super().convert  # zero-argument super() is not available in a genexpr
+        return tuple(float(convert(part, param, ctx)) for part in parts)
 
