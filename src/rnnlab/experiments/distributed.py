@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -88,7 +89,13 @@ def _write_run(run_dir: Path, files: dict[str, bytes]) -> None:
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Join the Ray cluster at ``address`` (``"auto"``: the one started with ``ray start``
-    on this machine), or start a local one when ``address`` is ``None``."""
+    on this machine), or start a local one when ``address`` is ``None``.
+
+    A local instance speaks over loopback only: Ray otherwise binds this machine's
+    outward address even for a single-machine run (it reads the switch at import).
+    """
+    if not address and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = _ray()
     if ray.is_initialized():
         return
@@ -125,8 +132,8 @@ def ray_runner(engine: str = "fast", *, address: str | None = None, cpus_per_tas
         raise RnnlabError(f"--cpus-per-task must be >= 1, got {cpus_per_task}")
 
     def run(specs: Sequence[Any], runs_dir: Path) -> Iterator[Any]:
-        ray = _ray()
         connect(address)
+        ray = _ray()
         remote = ray.remote(num_cpus=cpus_per_task, max_retries=max_retries)(task)
         pending = {remote.remote(engine, group, cpus_per_task): group
                    for group in group_specs(specs)}
