@@ -104,3 +104,14 @@ def test_out_that_cannot_be_created_is_one_line_and_exit_2(tmp_path, capsys):
     assert "cannot create the folder" in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert blocker.read_text() == "not a folder\n"
+
+
+def test_quiet_prints_nothing_but_errors(tmp_path, capsys):
+    args = ["memory", "--tasks", "digitsum,copy", "--cells", "srn", "--lengths", "5",
+            "--seeds", "1", "--hidden", "8", "--embedding", "4", "--epochs", "1",
+            "--task-param", "k_train=1", "--task-param", "k_dev=1", "--task-param", "k_test=1"]
+    assert main([*args, "--quiet", "--out", str(tmp_path / "q")]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+    assert main([*args, "--out", str(tmp_path / "loud")]) == 0
+    assert "generic path" in capsys.readouterr().err  # what --quiet kept back

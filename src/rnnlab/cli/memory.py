@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import typing
@@ -194,6 +195,8 @@ def memory(ctx: click.Context, cells: str, lengths: str | None, out: Path, retry
 
         runner = ray_runner(config.validate().engine, address=address,
                             cpus_per_task=cpus_per_task)
+    if quiet:  # the per-group path notes and the closing count are not errors
+        ctx.with_resource(contextlib.redirect_stderr(io.StringIO()))
     try:
         outcome = run_memory(config, out, runner=runner, retry_failed=retry_failed,
                              progress=False if (quiet or as_json) else None)
