@@ -195,11 +195,13 @@ def memory(ctx: click.Context, cells: str, lengths: str | None, out: Path, retry
 
         runner = ray_runner(config.validate().engine, address=address,
                             cpus_per_task=cpus_per_task)
-    if quiet:  # the per-group path notes and the closing count are not errors
-        ctx.with_resource(contextlib.redirect_stderr(io.StringIO()))
+    # Under --quiet the per-group path notes and the closing count are held back; an
+    # error or an interruption is still said (below, outside this block).
+    held_back = contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
     try:
-        outcome = run_memory(config, out, runner=runner, retry_failed=retry_failed,
-                             progress=False if (quiet or as_json) else None)
+        with held_back:
+            outcome = run_memory(config, out, runner=runner, retry_failed=retry_failed,
+                                 progress=False if (quiet or as_json) else None)
     except KeyboardInterrupt:
         click.echo(f"rnnlab memory: interrupted; every finished run is kept in "
                    f"{out / 'results.csv'}: rerun the same command to go on from there",
