@@ -190,9 +190,13 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         self._created = not self.folder.exists()
-        ensure_dir(self.folder)
         while True:
+            # Inside the loop: a holder that created the folder and wrote nothing removes
+            # it on release, possibly between our attempts.
+            ensure_dir(self.folder)
             fd = self._lock_once()
+            if fd is None:
+                continue
             # The holder before us may have removed the file between our open and our
             # lock (release unlinks it): then we hold a lock nobody else can see. Retry.
             try:
@@ -211,11 +215,14 @@ class FolderLock:
         self._fd = fd
         return self
 
-    def _lock_once(self) -> int:
+    def _lock_once(self) -> int | None:
+        """The locked file's descriptor; ``None`` when the folder vanished meanwhile."""
         import fcntl
 
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _default_mode())
+        except FileNotFoundError:
+            return None
         except OSError as err:
             raise write_error(self.folder, err) from err
         try:
