@@ -213,10 +213,11 @@ def test_a_read_only_out_is_one_line(tmp_path, monkeypatch, capsys):
 def test_impossible_sizes_are_refused_in_one_line_before_allocating(argv, words, tmp_path,
                                                                     capsys):
     start = time.perf_counter()
-    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert main([*argv, "--out", str(tmp_path / "out" / "run")]) == 2
     assert words in one_line_error(capsys)
     assert time.perf_counter() - start < 20  # refused up front, not after minutes of work
-    assert not (tmp_path / "out").exists()  # nothing written, not even an empty folder
+    # nothing written, not even an empty folder, nor the parent made to hold it
+    assert not (tmp_path / "out").exists()
 
 
 def test_digitsum_file_with_a_one_digit_row_names_file_and_line(tmp_path):

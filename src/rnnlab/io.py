@@ -186,10 +186,12 @@ class FolderLock:
         self.path = self.folder / LOCK_NAME
         self.command = command or " ".join(["rnnlab", *sys.argv[1:]])
         self._fd: int | None = None
-        self._created = False
+        self._created: list[Path] = []
 
     def acquire(self) -> FolderLock:
-        self._created = not self.folder.exists()
+        # The folder and each parent this lock's ensure_dir makes, deepest first, so a
+        # refused command can remove all of them again (runs/ as well as runs/x/).
+        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         while True:
             # Inside the loop: a holder that created the folder and wrote nothing removes
             # it on release, possibly between our attempts.
@@ -244,8 +246,8 @@ class FolderLock:
         if self._fd is not None:
             try:
                 self.path.unlink()
-                if self._created:  # a command refused before writing leaves no empty folder
-                    self.folder.rmdir()
+                for folder in self._created:  # a command refused before writing leaves
+                    folder.rmdir()            # no empty folder behind
             except OSError:  # not empty (the usual case), or not ours to remove
                 pass
             os.close(self._fd)
