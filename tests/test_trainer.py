@@ -23,6 +23,7 @@ from rnnlab.train import (
     load_checkpoint,
     seeded_model,
 )
+from training_helpers import CrashAt, params_equal
 
 QUIET = {"progress": "off"}
 
@@ -35,22 +36,6 @@ def small_model(cell: str = "srn", seed: int = 0, hidden: int = 16) -> nn.Module
     config = ModelConfig(cell=cell, hidden_size=hidden, embedding_dim=8, vocab_size=10,
                          num_outputs=19)
     return seeded_model(config, seed)
-
-
-def params_equal(a: nn.Module, b: nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-class CrashAt(Callback):
-    """Simulates a killed process: raises after optimiser step ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, loss):
-        if trainer.state.step == self.step:
-            raise KeyboardInterrupt(f"simulated crash at step {self.step}")
 
 
 def test_overfits_a_single_batch():

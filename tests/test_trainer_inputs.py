@@ -11,7 +11,8 @@ from rnnlab.errors import RnnlabError
 from rnnlab.io import read_csv
 from rnnlab.models import ModelConfig
 from rnnlab.tasks import get_task
-from rnnlab.train import Callback, TrainConfig, Trainer, load_checkpoint, seeded_model
+from rnnlab.train import TrainConfig, Trainer, load_checkpoint, seeded_model
+from training_helpers import CrashAt, params_equal
 
 QUIET = {"progress": "off"}
 
@@ -23,22 +24,6 @@ def digitsum():
 def small_model(seed: int = 0):
     return seeded_model(ModelConfig(cell="srn", hidden_size=16, embedding_dim=8, vocab_size=10,
                                     num_outputs=19), seed)
-
-
-def params_equal(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-class CrashAt(Callback):
-    """A killed process: raises after optimiser step ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, loss):
-        if trainer.state.step == self.step:
-            raise KeyboardInterrupt(f"simulated crash at step {self.step}")
 
 
 def _data(n: int = 96):
