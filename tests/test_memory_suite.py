@@ -15,7 +15,8 @@ import torch
 from rnnlab.cli import main
 from rnnlab.experiments import MemoryConfig, RunResult, run_memory
 from rnnlab.experiments.results import horizon_range, uncertainty_words
-from rnnlab.tasks import SplitData, Task, register_task, unregister_task
+from rnnlab.tasks import register_task, unregister_task
+from user_tasks import FirstBit
 
 CELL = """
 import torch
@@ -200,47 +201,18 @@ def test_horizon_uncertainty_in_words():
     assert uncertainty_words(5, 5, 5) == ""
 
 
-@register_task
+@register_task  # the decorator form, as a user's module would register it
 @dataclass
-class FirstBit(Task):
+class SuiteFirstBit(FirstBit):
     name: ClassVar[str] = "suite-first-bit"
-    head: ClassVar[str] = "classify"
-    memory_axis: ClassVar[str | None] = "length"
-    memory_axis_label: ClassVar[str] = "bits after the first"
     memory_lengths: ClassVar[tuple[int, ...]] = (2, 4)
-    length: int = 4
-    n_train: int = 64
-    n_dev: int = 64
-    n_test: int = 64
-
-    @property
-    def vocab_size(self) -> int:
-        return 2
-
-    @property
-    def num_outputs(self) -> int:
-        return 2
-
-    @property
-    def chance(self) -> float:
-        return 0.5
-
-    def splits(self, seed: int = 0) -> dict[str, SplitData]:
-        g = torch.Generator().manual_seed(seed)
-        sizes = (self.n_train, self.n_dev, self.n_test)
-        bits = [torch.randint(2, (n, self.length), generator=g) for n in sizes]
-        return {k: SplitData(b, b[:, 0].clone())
-                for k, b in zip(("train", "dev", "test"), bits, strict=True)}
-
-    def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
-        return 0.5
 
 
 unregister_task("suite-first-bit")
 
 
 def test_a_registered_task_runs_like_a_built_in(tmp_path):
-    register_task(FirstBit)
+    register_task(SuiteFirstBit)
     try:
         config = MemoryConfig(cells=("gru",), tasks=("suite-first-bit",), seeds=1, epochs=1,
                               k_train=1, k_dev=1, k_test=1, hidden_size=4, embedding_dim=4)

@@ -12,7 +12,6 @@ from rnnlab.cli import main
 from rnnlab.errors import RnnlabError
 from rnnlab.models import model_config_for
 from rnnlab.tasks import (
-    SplitData,
     Task,
     get_task,
     memory_task,
@@ -22,6 +21,7 @@ from rnnlab.tasks import (
     unregister_task,
 )
 from rnnlab.train import TrainConfig, Trainer
+from user_tasks import FirstBit
 
 SUITE = ("digitsum", "copy", "adding", "selective-copy", "associative-recall")
 
@@ -159,61 +159,24 @@ def test_every_suite_task_declares_an_axis_field_score_and_lengths():
         memory_task("sine", 10)
 
 
-@dataclass
-class Parity(Task):
-    """A user's task: the parity of the first bit, read at the end."""
-
-    name: ClassVar[str] = "first-bit"
-    description: ClassVar[str] = "say the first bit at the end"
-    head: ClassVar[str] = "classify"
-    metric: ClassVar[str] = "accuracy"
-    memory_axis: ClassVar[str | None] = "length"
-    memory_axis_label: ClassVar[str] = "bits after the first"
-    memory_lengths: ClassVar[tuple[int, ...]] = (2, 4, 8)
-
-    length: int = 6
-    n: int = 64
-
-    @property
-    def vocab_size(self) -> int:
-        return 2
-
-    @property
-    def num_outputs(self) -> int:
-        return 2
-
-    @property
-    def chance(self) -> float:
-        return 0.5
-
-    def splits(self, seed: int = 0) -> dict[str, SplitData]:
-        g = torch.Generator().manual_seed(seed)
-        bits = [torch.randint(2, (self.n, self.length), generator=g) for _ in range(3)]
-        names = ("train", "dev", "test")
-        return {k: SplitData(b, b[:, 0].clone()) for k, b in zip(names, bits, strict=True)}
-
-    def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
-        return 0.5
-
-
 @pytest.fixture
 def user_task():
-    register_task(Parity)
-    yield Parity
+    register_task(FirstBit)
+    yield FirstBit
     unregister_task("first-bit")
 
 
 def test_registered_user_task_is_like_a_built_in(user_task, capsys):
     assert "first-bit" in task_names() and "first-bit" in memory_task_names()
     task = get_task("first-bit", length=3)
-    assert isinstance(task, Parity) and task.splits(0)["train"].inputs.shape == (64, 3)
+    assert isinstance(task, FirstBit) and task.splits(0)["train"].inputs.shape == (64, 3)
     assert model_config_for(task.spec, cell="gru").vocab_size == 2
     assert main(["tasks"]) == 0
     lines = capsys.readouterr().out.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("first-bit "))
     assert "memory axis: length (bits after the first)" in lines[at + 1]
     assert "chance 0.5" in lines[at + 1]
-    register_task(Parity)  # the same class again is harmless
+    register_task(FirstBit)  # the same class again is harmless
 
 
 def test_register_task_mistakes_are_one_sentence(user_task):
@@ -221,16 +184,16 @@ def test_register_task_mistakes_are_one_sentence(user_task):
         name: ClassVar[str] = "plain"
 
     @dataclass
-    class Clash(Parity):
+    class Clash(FirstBit):
         name: ClassVar[str] = "copy"
 
     @dataclass
-    class BadAxis(Parity):
+    class BadAxis(FirstBit):
         name: ClassVar[str] = "bad-axis"
         memory_axis: ClassVar[str | None] = "delay"
 
     @dataclass
-    class Again(Parity):
+    class Again(FirstBit):
         pass
 
     cases = [(NotADataclass, "must be a @dataclass"), (Clash, "is a built-in task's"),
@@ -247,7 +210,7 @@ def test_register_task_mistakes_are_one_sentence(user_task):
 
 def test_tasks_lists_a_user_task_whose_parameters_have_no_defaults(capsys):
     @dataclass
-    class Needs(Parity):
+    class Needs(FirstBit):
         name: ClassVar[str] = "needs-width"
         width: int = dataclasses.field(kw_only=True)
 
