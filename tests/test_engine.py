@@ -63,27 +63,31 @@ def train_alone(job: Job, out_dir: Path | None):
 
 
 def assert_same_run(engine_result, trainer_result) -> None:
+    metric = trainer_result.metric
+    # accuracy counts whole answers (equal, or the float noise flipped one); MSE is a float
+    exact = 1e-9 if metric == "accuracy" else ATOL
+    assert engine_result.metric == metric
     assert engine_result.steps == trainer_result.steps
     assert engine_result.epochs == trainer_result.epochs
     assert engine_result.best_step == trainer_result.best_step
-    assert engine_result.best_dev_metric == pytest.approx(trainer_result.best_dev_metric, abs=1e-9)
+    assert engine_result.best_dev_metric == pytest.approx(trainer_result.best_dev_metric,
+                                                          abs=exact)
     assert engine_result.stopped_early == trainer_result.stopped_early
     assert len(engine_result.history) == len(trainer_result.history)
     for ours, theirs in zip(engine_result.history, trainer_result.history, strict=True):
         assert ours.keys() == theirs.keys()
         assert ours["step"] == theirs["step"] and ours["epoch"] == theirs["epoch"]
-        for key in ("train_loss", "dev_loss", "dev_accuracy"):
+        for key in ("train_loss", "dev_loss", f"dev_{metric}"):
             assert ours[key] == pytest.approx(theirs[key], abs=ATOL), key
     assert engine_result.test.keys() == trainer_result.test.keys()
-    assert engine_result.test["accuracy"] == pytest.approx(trainer_result.test["accuracy"],
-                                                           abs=1e-9)
+    assert engine_result.test[metric] == pytest.approx(trainer_result.test[metric], abs=exact)
     assert engine_result.test["loss"] == pytest.approx(trainer_result.test["loss"], abs=ATOL)
 
 
-def assert_same_tensors(ours: dict, theirs: dict) -> None:
+def assert_same_tensors(ours: dict, theirs: dict, rtol: float = 0.0) -> None:
     assert list(ours) == list(theirs)
     for key in theirs:
-        torch.testing.assert_close(ours[key], theirs[key], atol=ATOL, rtol=0, msg=key)
+        torch.testing.assert_close(ours[key], theirs[key], atol=ATOL, rtol=rtol, msg=key)
 
 
 def assert_same_checkpoint(ours: dict, theirs: dict) -> None:
@@ -93,13 +97,16 @@ def assert_same_checkpoint(ours: dict, theirs: dict) -> None:
         assert_same_tensors(ours["best_model"], theirs["best_model"])
     assert ours["optimizer"]["param_groups"] == theirs["optimizer"]["param_groups"]
     assert ours["optimizer"]["state"].keys() == theirs["optimizer"]["state"].keys()
+    # Adam's moments hold squared gradients: summed in another order, they differ by a
+    # few float32 ulps relative to their size (up to 1e-4 of it on regression targets)
     for index, state in theirs["optimizer"]["state"].items():
-        assert_same_tensors(ours["optimizer"]["state"][index], state)
+        assert_same_tensors(ours["optimizer"]["state"][index], state, rtol=1e-4)
     for key in ("step", "epoch", "batch_in_epoch", "best_step", "last_eval_step",
                 "finished", "stopped_early", "n_train", "metric", "train_config", "meta",
                 "callbacks", "kind", "format", "version"):
         assert ours[key] == theirs[key], key
-    assert ours["best_score"] == pytest.approx(theirs["best_score"], abs=1e-9)
+    exact = 1e-9 if theirs["metric"] == "accuracy" else ATOL
+    assert ours["best_score"] == pytest.approx(theirs["best_score"], abs=exact)
     assert torch.equal(ours["data_generator"], theirs["data_generator"])
     assert torch.equal(ours["order"], theirs["order"])
     assert torch.equal(ours["rng"]["torch"], theirs["rng"]["torch"])
@@ -172,7 +179,7 @@ def test_layout_round_trip_with_padding():
 @pytest.mark.parametrize("change, words", [
     ({"bidirectional": True}, "bidirectional"),
     ({"num_layers": 2}, "stacked"),
-    ({"head": "tag"}, "head"),
+    ({"head": "regress"}, "head"),
 ])
 def test_unsupported_models_raise_with_advice(change, words):
     task = DigitSum(length=5)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.engine import native
-from rnnlab.engine.layout import CELL_CODES
+from rnnlab.engine.layout import CELL_CODES, HEAD_CODES
 from rnnlab.errors import RnnlabError
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ def kernel_dims(member: Member) -> np.ndarray:
     s, cfg = member.shape, member.config
     return np.array([CELL_CODES[s.cell], int(s.relu), s.vocab, s.embed_padded,
                      s.hidden_padded, s.classes, s.length, 0 if cfg.optimizer == "adam" else 1,
-                     int(cfg.reduction == "sum")], dtype=np.int32)
+                     int(cfg.reduction == "sum"), HEAD_CODES[s.head], s.features],
+                    dtype=np.int32)
 
 
 def kernel_hyper(member: Member) -> np.ndarray:
@@ -91,25 +92,35 @@ class KernelBackend:
         offsets = m.schedule.offsets[start:stop + 1]
         status = self.lib.rn_train(
             native.i32(dims), native.f32(hyper), native.f32(m.params), native.f32(m.exp_avg),
-            native.f32(m.exp_avg_sq), native.i64(m.step), native.i32(m.tokens),
-            native.i32(m.labels), native.i32(m.schedule.rows), native.i32(offsets), n,
-            native.f32(losses))
+            native.f32(m.exp_avg_sq), native.i64(m.step), *_pair(m.inputs), *_pair(m.targets),
+            native.i32(m.schedule.rows), native.i32(offsets), n, native.f32(losses))
         if status < 0:
             raise MemoryError(f"engine kernel failed with status {status}")
         failed = np.array([status - 1 if status > 0 else -1])
         return losses, failed
 
-    def logits(self, group: Group, i: int, tokens: np.ndarray,
+    def logits(self, group: Group, i: int, inputs: np.ndarray,
                params: Tensor | None = None) -> Tensor:
+        """Member ``i``'s outputs on ``inputs`` (the kernel's arrays): ``(N, C)``, or
+        ``(N, L, C)`` for a tag head."""
         m = group.members[i]
         dims, _ = group.state
         flat = m.params if params is None else params
-        out = torch.empty(tokens.shape[0], m.shape.classes)
-        status = self.lib.rn_logits(native.i32(dims), native.f32(flat), native.i32(tokens),
-                                    tokens.shape[0], native.f32(out))
+        steps = (m.shape.length,) if m.shape.head == "tag" else ()
+        out = torch.empty(inputs.shape[0], *steps, m.shape.classes)
+        status = self.lib.rn_logits(native.i32(dims), native.f32(flat), *_pair(inputs),
+                                    inputs.shape[0], native.f32(out))
         if status < 0:
             raise MemoryError(f"engine kernel failed with status {status}")
         return out
+
+
+def _pair(array: np.ndarray) -> tuple[Any, Any]:
+    """An int32 array as the kernel's (int pointer, no float pointer) arguments, a float32
+    one as (no int pointer, float pointer): its inputs and targets come as either."""
+    if array.dtype == np.float32:
+        return native.i32_null(), native.f32(array)
+    return native.i32(array), native.f32_null()
 
 
 def get_backend(name: str = "auto") -> Any:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from rnnlab.engine.layout import CELL_CODES, Shape
+from rnnlab.engine.layout import CELL_CODES, HEAD_CODES, Shape
 from rnnlab.errors import RnnlabError
-from rnnlab.tasks.base import SplitData
+from rnnlab.tasks.base import IGNORE, SplitData
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.data import as_split, num_batches
 from rnnlab.train.state import DataOrder
@@ -65,7 +65,13 @@ class Schedule:
 
 
 def check_supported(job: Job, index: int) -> Shape:
-    """The kernel shape of ``job``, or :class:`RnnlabError` naming what the engine cannot do."""
+    """The kernel shape of ``job``, or :class:`RnnlabError` naming what the engine cannot do.
+
+    The engine trains one unidirectional layer of a built-in cell on token ids or real
+    features, with a ``classify`` head (last state, cross-entropy), a ``tag`` head (every
+    step, cross-entropy where the label is not -100) or a ``regress-last`` head (last
+    state, mean squared error): every task of the memory suite.
+    """
     mc, tc = job.model_config, job.train_config
     label = job.name or f"job {index}"
 
@@ -77,10 +83,10 @@ def check_supported(job: Job, index: int) -> Shape:
         raise refuse(f"cell {get('cell')!r} (it trains {', '.join(CELL_CODES)})")
     if get("num_layers", 1) != 1 or get("bidirectional", False):
         raise refuse("stacked or bidirectional layers (one unidirectional layer only)")
-    if get("input", "tokens") != "tokens":
-        raise refuse("real-valued input features (token inputs only)")
-    if get("head", "classify") != "classify":
-        raise refuse(f"a {get('head')!r} head (sequence classification only)")
+    features = get("input", "tokens") == "features"
+    head = get("head", "classify")
+    if head not in HEAD_CODES:
+        raise refuse(f"a {head!r} head (it trains {', '.join(HEAD_CODES)})")
     if get("bias", "two") != "two":
         raise refuse(f"bias={get('bias')!r} (the kernel's cells have torch's two bias "
                      "vectors, b_ih and b_hh)")
@@ -88,8 +94,15 @@ def check_supported(job: Job, index: int) -> Shape:
         raise refuse(f"pool={get('pool')!r} (its head reads the last state only)")
     if get("nonlinearity", "tanh") not in ("tanh", "relu"):
         raise refuse(f"the {get('nonlinearity')!r} nonlinearity (tanh and relu)")
-    if tc.loss not in ("auto", "cross_entropy") or tc.metric not in ("auto", "accuracy"):
-        raise refuse(f"loss {tc.loss!r} with metric {tc.metric!r} (cross-entropy and accuracy)")
+    loss, metric = ("mse", "mse") if head == "regress-last" else ("cross_entropy", "accuracy")
+    if tc.loss not in ("auto", loss) or tc.metric not in ("auto", metric):
+        raise refuse(f"loss {tc.loss!r} with metric {tc.metric!r} for a {head!r} head "
+                     f"({loss} and {metric})")
+    classes = get("num_outputs")
+    width = get("input_size") if features else get("vocab_size")
+    if width is None or classes is None:
+        raise RnnlabError(f"{label}: the model config needs "
+                          f"{'input_size' if features else 'vocab_size'} and num_outputs")
     train = as_split(job.train, "train")
     for name, split in (("train", train), ("dev", job.dev), ("test", job.test)):
         if split is None:
@@ -97,29 +110,50 @@ def check_supported(job: Job, index: int) -> Shape:
                 raise refuse("without a dev split (it selects the best checkpoint on dev)")
             continue
         split = as_split(split, name)
-        if split.inputs.dim() != 2 or split.inputs.is_floating_point():
-            raise refuse(f"{name} inputs that are not (N, L) integer tokens")
-        if split.targets.dim() != 1 or split.targets.is_floating_point():
-            raise refuse(f"{name} targets that are not (N,) class labels")
+        _check_split(split, name, head, features, int(width), int(classes), refuse)
         if split.lengths is not None and bool((split.lengths != split.inputs.shape[1]).any()):
             raise refuse(f"{name} sequences of different lengths (one length per job)")
         if split.inputs.shape[1] != train.inputs.shape[1]:
             raise refuse("splits of different sequence lengths")
-    vocab = get("vocab_size")
-    classes = get("num_outputs")
-    if vocab is None or classes is None:
-        raise RnnlabError(f"{label}: the model config needs vocab_size and num_outputs")
-    check_range(train, vocab, classes, label)
-    return Shape(cell=get("cell"), vocab=int(vocab), embed=int(get("embedding_dim")),
+        if not features:
+            check_range(split, int(width), int(classes), label)
+    return Shape(cell=get("cell"), vocab=0 if features else int(width),
+                 embed=int(width) if features else int(get("embedding_dim")),
                  hidden=int(get("hidden_size")), classes=int(classes),
-                 length=int(train.inputs.shape[1]), relu=get("nonlinearity") == "relu")
+                 length=int(train.inputs.shape[1]), relu=get("nonlinearity") == "relu",
+                 head=head, features=int(width) if features else 0)
+
+
+def _check_split(split: SplitData, name: str, head: str, features: bool, width: int,
+                 classes: int, refuse: Any) -> None:
+    """Inputs and targets of the shapes and types the head and input kind need."""
+    x, y = split.inputs, split.targets
+    if features:
+        if x.dim() != 3 or not x.is_floating_point() or x.shape[2] != width:
+            raise refuse(f"{name} inputs that are not (N, L, {width}) real features")
+    elif x.dim() != 2 or x.is_floating_point():
+        raise refuse(f"{name} inputs that are not (N, L) integer tokens")
+    if head == "regress-last":
+        shapes = {(classes,), ()} if classes == 1 else {(classes,)}
+        if not y.is_floating_point() or tuple(y.shape[1:]) not in shapes:
+            raise refuse(f"{name} targets that are not (N, {classes}) real values")
+    elif head == "tag":
+        if y.is_floating_point() or tuple(y.shape) != tuple(x.shape[:2]):
+            raise refuse(f"{name} targets that are not (N, L) class labels, one per step")
+    elif y.dim() != 1 or y.is_floating_point():
+        raise refuse(f"{name} targets that are not (N,) class labels")
 
 
 def check_range(split: SplitData, vocab: int, classes: int, label: str) -> None:
-    """Tokens and labels must index the tables (the kernel does not check bounds)."""
+    """Tokens and labels must index the tables (the kernel does not check bounds); a
+    per-step label may also be -100, a step that is not scored."""
     if int(split.inputs.min()) < 0 or int(split.inputs.max()) >= vocab:
         raise RnnlabError(f"{label}: tokens must lie in 0..{vocab - 1}")
-    if int(split.targets.min()) < 0 or int(split.targets.max()) >= classes:
+    if split.targets.is_floating_point():
+        return
+    labels = split.targets[split.targets != IGNORE] if split.targets.dim() > 1 \
+        else split.targets
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
         raise RnnlabError(f"{label}: class labels must lie in 0..{classes - 1}")
 
 

@@ -1,7 +1,10 @@
 /*
- * rnnlab engine kernel: whole optimiser steps of one small recurrent classifier
- * (token embedding -> one recurrent cell -> linear head on the last state) in
- * native code, forward and backward through time written out by hand.
+ * rnnlab engine kernel: whole optimiser steps of one small recurrent model (token
+ * embedding or real-valued features -> one recurrent cell -> linear head) in native
+ * code, forward and backward through time written out by hand. The head reads the
+ * last state (classify: cross-entropy; regress-last: mean squared error) or every
+ * step (tag: cross-entropy over the steps whose label is not -100, PyTorch's
+ * ignore_index), which covers every task of the memory suite.
  *
  * Why native: a DigitSum model (hidden 32, batch 8) does a few thousand
  * multiply-adds per time step, so in PyTorch or JAX nearly all of its time is
@@ -15,8 +18,8 @@
  * Element-wise optimisers do not care about layout; Python converts to and
  * from PyTorch's state dict at the boundaries (rnnlab/engine/layout.py).
  *
- *   emb   [V][E]        embedding rows (PyTorch layout)
- *   wihT  [E][G*H]      weight_ih transposed
+ *   emb   [V][E]        embedding rows (PyTorch layout); none for feature inputs
+ *   wihT  [E][G*H]      weight_ih transposed (features: E = the feature count, unpadded)
  *   whhT  [H][G*H]      weight_hh transposed
  *   bih   [G*H]         bias_ih
  *   bhh   [G*H]         bias_hh
@@ -46,14 +49,21 @@
 #define RN_ADAM 0
 #define RN_SGD 1
 
-/* dims[] passed from Python, in this order. */
-enum { D_CELL, D_RELU, D_V, D_E, D_H, D_C, D_L, D_OPTIM, D_REDUCTION_SUM, D_NDIMS };
+#define RN_CLASSIFY 0 /* logits from the last state, cross-entropy */
+#define RN_TAG 1      /* logits at every step, cross-entropy where the label is not -100 */
+#define RN_REGRESS 2  /* real outputs from the last state, mean squared error */
+#define RN_IGNORE (-100)
+
+/* dims[] passed from Python, in this order. D_FEAT > 0: inputs are D_FEAT real features
+ * per step (D_V is then 0 and D_E == D_FEAT); 0: token ids. */
+enum { D_CELL, D_RELU, D_V, D_E, D_H, D_C, D_L, D_OPTIM, D_REDUCTION_SUM, D_HEAD, D_FEAT,
+       D_NDIMS };
 /* hyper[] passed from Python, in this order; a clip value <= 0 means "off". */
 enum { P_LR, P_BETA1, P_BETA2, P_EPS, P_WD, P_MOMENTUM, P_CLIP_NORM, P_CLIP_VALUE,
        P_CLIP_PER_PARAM, P_NHYPER };
 
 typedef struct {
-    int cell, relu, V, E, H, C, Cp, L, G, GH;
+    int cell, relu, V, E, H, C, Cp, L, G, GH, head, F;
     float *emb, *wihT, *whhT, *bih, *bhh, *fcwT, *fcb;
     long n_params;
     long off[8]; /* offsets of the seven tensors, and the total */
@@ -74,6 +84,8 @@ static void net_layout(Net *n, const int32_t *dims) {
     n->L = dims[D_L];
     n->G = gates_of(n->cell);
     n->GH = n->G * n->H;
+    n->head = dims[D_HEAD];
+    n->F = dims[D_FEAT];
     long sizes[7] = {(long)n->V * n->E, (long)n->E * n->GH, (long)n->H * n->GH, n->GH, n->GH,
                      (long)n->H * n->Cp, n->Cp};
     long o = 0;
@@ -311,7 +323,11 @@ typedef struct {
     float *tcs;    /* [L][B][H] LSTM tanh(c) */
     float *ghn;    /* [L][B][H] GRU W_hn h + b_hn */
     float *gh;     /* [B][GH] hidden pre-activation */
-    float *logits; /* [B][C'] */
+    float *xs;     /* [L][B][F] feature inputs of the batch, step-major */
+    float *gi;     /* [B][GH] input part of the pre-activation (feature inputs) */
+    float *dgis;   /* [L][B][GH] gradient of the input pre-activation (feature inputs) */
+    float *hv;     /* [R][H] the states the head reads (R = B, or L*B for tag) */
+    float *logits; /* [R][C'] */
     float *dh;     /* [B][H] */
     float *dhp;    /* [B][H] */
     float *dc;     /* [B][H] */
@@ -319,30 +335,52 @@ typedef struct {
     float *dghs;   /* [L][B][GH] gradient of the hidden pre-activation, every step */
     float *Gacc;   /* [V][GH] dgi summed per token */
     float *grad;   /* [n_params] */
+    int32_t *yv;   /* [R] label of each head row */
+    int32_t *vt;   /* [R] step of each head row (tag) */
+    int32_t *vb;   /* [R] batch row of each head row (tag) */
+    int32_t *tstart; /* [L+1] head rows of step t: tstart[t] .. tstart[t+1] (tag) */
     void *block;
+    void *iblock;
 } Work;
 
 static int work_alloc(Work *w, const Net *n, int B) {
-    long L = n->L, H = n->H, GH = n->GH, V = n->V, E = n->E, C = n->Cp;
+    long L = n->L, H = n->H, GH = n->GH, V = n->V, E = n->E, C = n->Cp, F = n->F;
+    long R = n->head == RN_TAG ? L * B : B;
     long sizes[] = {V * GH, GH * E, GH * H, C * H, (L + 1) * B * H, L * B * GH,
-                    (L + 1) * B * H, L * B * H, L * B * H, B * GH, B * C, B * H, B * H, B * H,
-                    B * GH, L * B * GH, V * GH, n->n_params};
+                    (L + 1) * B * H, L * B * H, L * B * H, B * GH, L * B * F, F ? B * GH : 0,
+                    F ? L * B * GH : 0, R * H, R * C, B * H, B * H, B * H, B * GH, L * B * GH,
+                    V * GH, n->n_params};
     int count = (int)(sizeof sizes / sizeof sizes[0]);
     long total = 0;
     for (int i = 0; i < count; i++) total += (sizes[i] + 15) / 16 * 16;
     float *base = (float *)aligned_alloc(64, (size_t)total * sizeof(float) + 64);
-    if (!base) return -1;
+    int32_t *ints = (int32_t *)malloc((size_t)(3 * R + L + 1) * sizeof(int32_t));
+    if (!base || !ints) {
+        free(base);
+        free(ints);
+        return -1;
+    }
     memset(base, 0, (size_t)total * sizeof(float));
     w->block = base;
+    w->iblock = ints;
     float **slots[] = {&w->P, &w->wih, &w->whh, &w->fcw, &w->hs, &w->acts, &w->cs, &w->tcs,
-                       &w->ghn, &w->gh, &w->logits, &w->dh, &w->dhp, &w->dc, &w->dgi,
-                       &w->dghs, &w->Gacc, &w->grad};
+                       &w->ghn, &w->gh, &w->xs, &w->gi, &w->dgis, &w->hv, &w->logits, &w->dh,
+                       &w->dhp, &w->dc, &w->dgi, &w->dghs, &w->Gacc, &w->grad};
     long o = 0;
     for (int i = 0; i < count; i++) {
         *slots[i] = base + o;
         o += (sizes[i] + 15) / 16 * 16;
     }
+    w->yv = ints;
+    w->vt = ints + R;
+    w->vb = ints + 2 * R;
+    w->tstart = ints + 3 * R;
     return 0;
+}
+
+static void work_free(Work *w) {
+    free(w->block);
+    free(w->iblock);
 }
 
 /* PyTorch-layout copies of the matrices and the projected embedding table,
@@ -370,7 +408,26 @@ static void prepare(const Net *n, Work *w) {
 
 /* ---- forward through time for B sequences; fills hs/acts/cs/tcs/ghn ---- */
 
-static void forward(const Net *n, Work *w, const int32_t *tokens, const int32_t *rows, int B) {
+/* Feature inputs: gather step t's features of the batch into xs[t] and compute the input
+ * part of the pre-activation, gi = b_ih (+ b_hh but for the GRU) + x W_ih^T, into w->gi
+ * (what the projected embedding table P holds for token inputs). */
+static void feature_input(const Net *n, Work *w, const float *feats, const int32_t *rows,
+                          int B, int t) {
+    const int L = n->L, F = n->F, GH = n->GH;
+    float *xt = w->xs + (long)t * B * F;
+    for (int b = 0; b < B; b++)
+        memcpy(xt + (long)b * F, feats + ((long)rows[b] * L + t) * F, (size_t)F * sizeof(float));
+    const int fold_bhh = n->cell != RN_GRU;
+    for (int b = 0; b < B; b++) {
+        float *row = w->gi + (long)b * GH;
+        for (int j = 0; j < GH; j += RN_VW)
+            st(row + j, fold_bhh ? ld(n->bih + j) + ld(n->bhh + j) : ld(n->bih + j));
+    }
+    gemm(w->gi, GH, xt, F, 1, n->wihT, GH, B, F, GH, 1);
+}
+
+static void forward(const Net *n, Work *w, const int32_t *tokens, const float *feats,
+                    const int32_t *rows, int B) {
     const int L = n->L, H = n->H, GH = n->GH;
     /* The initial state is zero. The buffers are laid out for this call's batch size,
      * so a larger batch after a smaller one must not see the smaller one's states. */
@@ -379,11 +436,11 @@ static void forward(const Net *n, Work *w, const int32_t *tokens, const int32_t 
     for (int t = 0; t < L; t++) {
         const float *hprev_all = w->hs + (long)t * B * H;
         float *hnew_all = w->hs + (long)(t + 1) * B * H;
-        /* gh = W_hh h + (P for cells whose input and hidden parts simply add, else b_hh) */
+        if (feats) feature_input(n, w, feats, rows, B, t);
+#define RN_INPUT(b) (feats ? w->gi + (long)(b) * GH : w->P + (long)tokens[(long)rows[b] * L + t] * GH)
+        /* gh = W_hh h + (the input part for cells whose two parts simply add, else b_hh) */
         for (int b = 0; b < B; b++) {
-            const float *src = n->cell == RN_GRU
-                                   ? n->bhh
-                                   : w->P + (long)tokens[(long)rows[b] * L + t] * GH;
+            const float *src = n->cell == RN_GRU ? n->bhh : RN_INPUT(b);
             memcpy(w->gh + (long)b * GH, src, (size_t)GH * sizeof(float));
         }
         if (t > 0) gemm(w->gh, GH, hprev_all, H, 1, n->whhT, GH, B, H, GH, 1);
@@ -417,7 +474,7 @@ static void forward(const Net *n, Work *w, const int32_t *tokens, const int32_t 
                     st(hnew + j, o * tcj);
                 }
             } else { /* GRU */
-                const float *P = w->P + (long)tokens[(long)rows[b] * L + t] * GH;
+                const float *P = RN_INPUT(b);
                 float *ghn = w->ghn + ((long)t * B + b) * H;
                 for (int j = 0; j < H; j += RN_VW) {
                     const vf r = vsigmoid(ld(P + j) + ld(gh + j));
@@ -432,29 +489,63 @@ static void forward(const Net *n, Work *w, const int32_t *tokens, const int32_t 
                 }
             }
         }
+#undef RN_INPUT
     }
 }
 
-/* logits [B][C'] = fcb + h_L W^T */
-static void head_forward(const Net *n, const float *hlast, int B, float *logits) {
-    const int C = n->Cp;
-    for (int b = 0; b < B; b++) memcpy(logits + (long)b * C, n->fcb, (size_t)C * sizeof(float));
-    gemm(logits, C, hlast, n->H, 1, n->fcwT, C, B, n->H, C, 1);
+/* ---- the head ---- */
+
+/* The states the head reads, one row each, into w->hv: each sequence's last state
+ * (classify, regress-last), or, for tag, the state after every step whose label is not
+ * -100, ordered by step (with its label yv, step vt, batch row vb, and the rows of
+ * step t in tstart[t] .. tstart[t+1]). Returns the number of rows. */
+static int head_rows(const Net *n, Work *w, const int32_t *labels, const int32_t *rows, int B) {
+    const int L = n->L, H = n->H;
+    if (n->head != RN_TAG) {
+        memcpy(w->hv, w->hs + (long)L * B * H, (size_t)B * H * sizeof(float));
+        if (n->head == RN_CLASSIFY)
+            for (int b = 0; b < B; b++) w->yv[b] = labels[rows[b]];
+        return B;
+    }
+    int r = 0;
+    for (int t = 0; t < L; t++) {
+        w->tstart[t] = r;
+        for (int b = 0; b < B; b++) {
+            const int32_t y = labels[(long)rows[b] * L + t];
+            if (y == RN_IGNORE) continue;
+            w->yv[r] = y;
+            w->vt[r] = t;
+            w->vb[r] = b;
+            memcpy(w->hv + (long)r * H, w->hs + ((long)(t + 1) * B + b) * H,
+                   (size_t)H * sizeof(float));
+            r++;
+        }
+    }
+    w->tstart[L] = r;
+    return r;
 }
 
-/* Cross-entropy of the logits (rows of stride Cp, the first C real); overwrites them
- * with d loss / d logits (zero for padded classes). Returns the loss reduced as the
- * trainer does (mean or sum over the batch). */
-static float cross_entropy_backward(float *logits, const int32_t *labels, const int32_t *rows,
-                                    int B, int C, int Cp, int reduction_sum) {
+/* logits [R][C'] = fcb + hv W^T */
+static void head_forward(const Net *n, const float *hv, int R, float *logits) {
+    const int C = n->Cp;
+    for (int r = 0; r < R; r++) memcpy(logits + (long)r * C, n->fcb, (size_t)C * sizeof(float));
+    gemm(logits, C, hv, n->H, 1, n->fcwT, C, R, n->H, C, 1);
+}
+
+/* Cross-entropy of R rows of logits (stride Cp, the first C real) against labels y;
+ * overwrites them with d loss / d logits (zero for padded classes). Returns the loss
+ * reduced as the trainer does (mean or sum over the rows; the mean of no rows is nan,
+ * as in PyTorch). */
+static float cross_entropy_backward(float *logits, const int32_t *y, int R, int C, int Cp,
+                                    int reduction_sum) {
+    if (R == 0) return reduction_sum ? 0.0f : NAN;
     double total = 0.0;
-    const float scale = reduction_sum ? 1.0f : 1.0f / (float)B;
-    for (int b = 0; b < B; b++) {
-        float *restrict l = logits + (long)b * Cp;
-        const int y = labels[rows[b]];
+    const float scale = reduction_sum ? 1.0f : 1.0f / (float)R;
+    for (int r = 0; r < R; r++) {
+        float *restrict l = logits + (long)r * Cp;
         float m = l[0];
         for (int c = 1; c < C; c++) m = l[c] > m ? l[c] : m;
-        const float shifted_y = l[y] - m;
+        const float shifted_y = l[y[r]] - m;
         float s = 0.0f;
         for (int c = 0; c < C; c++) {
             l[c] = rn_exp(l[c] - m);
@@ -464,15 +555,34 @@ static float cross_entropy_backward(float *logits, const int32_t *labels, const 
         const float inv = scale / s;
         for (int c = 0; c < C; c++) l[c] *= inv;
         for (int c = C; c < Cp; c++) l[c] = 0.0f;
-        l[y] -= scale;
+        l[y[r]] -= scale;
     }
-    return reduction_sum ? (float)total : (float)(total / B);
+    return reduction_sum ? (float)total : (float)(total / R);
+}
+
+/* Squared error of B rows of outputs (stride Cp, the first C real) against the real
+ * targets of rows[b]; overwrites them with d loss / d output. Mean over every element
+ * (PyTorch's mse_loss) or sum. */
+static float mse_backward(float *out, const float *targets, const int32_t *rows, int B, int C,
+                          int Cp, int reduction_sum) {
+    double total = 0.0;
+    const float scale = reduction_sum ? 2.0f : 2.0f / (float)((long)B * C);
+    for (int b = 0; b < B; b++) {
+        float *restrict o = out + (long)b * Cp;
+        for (int c = 0; c < C; c++) {
+            const float d = o[c] - targets[(long)rows[b] * C + c];
+            total += (double)d * d;
+            o[c] = scale * d;
+        }
+        for (int c = C; c < Cp; c++) o[c] = 0.0f;
+    }
+    return reduction_sum ? (float)total : (float)(total / ((double)B * C));
 }
 
 /* ---- backward through time; writes w->grad (kernel layout) ---- */
 
 static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t *rows, int B,
-                     const float *dlogits) {
+                     const float *dlogits, int R) {
     const int L = n->L, H = n->H, GH = n->GH, C = n->Cp, E = n->E, V = n->V;
     float *g = w->grad;
     float *restrict g_emb = g + n->off[0];
@@ -482,20 +592,33 @@ static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t
     float *restrict g_bhh = g + n->off[4];
     float *restrict g_fcwT = g + n->off[5];
     float *restrict g_fcb = g + n->off[6];
+    const int tag = n->head == RN_TAG, F = n->F;
     memset(w->Gacc, 0, (size_t)V * GH * sizeof(float));
     memset(w->dc, 0, (size_t)B * H * sizeof(float));
-    const float *hlast = w->hs + (long)L * B * H;
     for (int c = 0; c < C; c += RN_VW) {
         vf acc = splat(0.0f);
-        for (int b = 0; b < B; b++) acc += ld(dlogits + (long)b * C + c);
+        for (int r = 0; r < R; r++) acc += ld(dlogits + (long)r * C + c);
         st(g_fcb + c, acc);
     }
-    gemm(g_fcwT, C, hlast, 1, H, dlogits, C, H, B, C, 0);
-    gemm(w->dh, H, dlogits, C, 1, w->fcw, H, B, C, H, 0);
+    gemm(g_fcwT, C, w->hv, 1, H, dlogits, C, H, R, C, 0);
+    if (tag) {
+        /* d loss / d state of every head row, into hv (read above for the last time);
+         * each step's rows join dh when the backward pass reaches that step */
+        gemm(w->hv, H, dlogits, C, 1, w->fcw, H, R, C, H, 0);
+        memset(w->dh, 0, (size_t)B * H * sizeof(float));
+    } else {
+        gemm(w->dh, H, dlogits, C, 1, w->fcw, H, B, C, H, 0);
+    }
 
     for (int t = L - 1; t >= 0; t--) {
         const float *hprev_all = w->hs + (long)t * B * H;
         float *dghs = w->dghs + (long)t * B * GH;
+        if (tag)
+            for (int r = w->tstart[t]; r < w->tstart[t + 1]; r++) {
+                float *dh = w->dh + (long)w->vb[r] * H;
+                const float *d = w->hv + (long)r * H;
+                for (int j = 0; j < H; j += RN_VW) st(dh + j, ld(dh + j) + ld(d + j));
+            }
         for (int b = 0; b < B; b++) {
             const float *act = w->acts + ((long)t * B + b) * GH;
             const float *hprev = hprev_all + (long)b * H;
@@ -544,8 +667,12 @@ static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t
                     st(dhp + j, d * z);
                 }
             }
-            float *Gv = w->Gacc + (long)tokens[(long)rows[b] * L + t] * GH;
-            for (int j = 0; j < GH; j += RN_VW) st(Gv + j, ld(Gv + j) + ld(dgi + j));
+            float *Gv = F ? w->dgis + ((long)t * B + b) * GH
+                          : w->Gacc + (long)tokens[(long)rows[b] * L + t] * GH;
+            if (F)
+                memcpy(Gv, dgi, (size_t)GH * sizeof(float));
+            else
+                for (int j = 0; j < GH; j += RN_VW) st(Gv + j, ld(Gv + j) + ld(dgi + j));
         }
         if (t > 0) gemm(w->dhp, H, dghs, GH, 1, w->whh, H, B, GH, H, 1);
         float *tmp = w->dh;
@@ -564,8 +691,15 @@ static void backward(const Net *n, Work *w, const int32_t *tokens, const int32_t
         for (long r = 0; r < (long)L * B; r++) acc += ld(w->dghs + r * GH + j);
         st(g_bhh + j, acc);
         vf acc_i = splat(0.0f);
-        for (int v = 0; v < V; v++) acc_i += ld(w->Gacc + (long)v * GH + j);
+        if (F)
+            for (long r = 0; r < (long)L * B; r++) acc_i += ld(w->dgis + r * GH + j);
+        else
+            for (int v = 0; v < V; v++) acc_i += ld(w->Gacc + (long)v * GH + j);
         st(g_bih + j, acc_i);
+    }
+    if (F) { /* input weights: sum over (t, b) of x^T dgi, as one product */
+        gemm(g_wihT, GH, w->xs, 1, F, w->dgis, GH, F, L * B, GH, 0);
+        return;
     }
     /* input weights and embeddings from the per-token sums */
     gemm(g_wihT, GH, n->emb, 1, E, w->Gacc, GH, E, V, GH, 0);
@@ -638,8 +772,30 @@ static int all_finite(const float *x, long count) {
     return !bad;
 }
 
+/* Sizes the kernel works with: E and H whole vectors (E is the unpadded feature count
+ * for feature inputs), a known head and, for tag, the class labels per step. */
+static int net_ok(const Net *n) {
+    if (n->H % 16 || (n->F == 0 && n->E % 16) || (n->F > 0 && (n->E != n->F || n->V != 0)))
+        return 0;
+    return n->head == RN_CLASSIFY || n->head == RN_TAG || n->head == RN_REGRESS;
+}
+
+/* One step's loss and d loss / d head output, in w->logits; returns the rows R. */
+static int head_loss(const Net *n, Work *w, const int32_t *labels, const float *targets,
+                     const int32_t *r, int B, int reduction_sum, float *loss) {
+    const int R = head_rows(n, w, labels, r, B);
+    head_forward(n, w->hv, R, w->logits);
+    *loss = n->head == RN_REGRESS
+                ? mse_backward(w->logits, targets, r, B, n->C, n->Cp, reduction_sum)
+                : cross_entropy_backward(w->logits, w->yv, R, n->C, n->Cp, reduction_sum);
+    return R;
+}
+
 /*
  * Run n_steps optimiser steps. Batch s uses the rows rows[offsets[s] .. offsets[s+1]).
+ * Inputs: tokens [N][L] (token ids), or feats [N][L][F] (feature inputs; tokens unused).
+ * Targets: labels [N] (classify) or [N][L] (tag, -100 = not scored), or targets [N][C]
+ * (regress-last; labels unused).
  * opt_a/opt_b: Adam's exp_avg/exp_avg_sq, or SGD's momentum buffer (opt_a).
  * *step counts optimiser steps taken so far (Adam's bias correction, SGD's first step).
  * losses[s] receives each step's training loss.
@@ -649,12 +805,14 @@ static int all_finite(const float *x, long count) {
  * non-finite.
  */
 int rn_train(const int32_t *dims, const float *hyper, float *params, float *opt_a, float *opt_b,
-             int64_t *step, const int32_t *tokens, const int32_t *labels, const int32_t *rows,
-             const int32_t *offsets, int32_t n_steps, float *losses) {
+             int64_t *step, const int32_t *tokens, const float *feats, const int32_t *labels,
+             const float *targets, const int32_t *rows, const int32_t *offsets, int32_t n_steps,
+             float *losses) {
     Net n;
     net_layout(&n, dims);
     net_bind(&n, params);
-    if (n.E % 16 || n.H % 16) return -2;
+    if (!net_ok(&n)) return -2;
+    if (n.F == 0) feats = NULL;
     int Bmax = 1;
     for (int s = 0; s < n_steps; s++) {
         const int B = offsets[s + 1] - offsets[s];
@@ -667,16 +825,15 @@ int rn_train(const int32_t *dims, const float *hyper, float *params, float *opt_
         const int32_t *r = rows + offsets[s];
         const int B = offsets[s + 1] - offsets[s];
         prepare(&n, &w);
-        forward(&n, &w, tokens, r, B);
-        head_forward(&n, w.hs + (long)n.L * B * n.H, B, w.logits);
-        const float loss = cross_entropy_backward(w.logits, labels, r, B, n.C, n.Cp,
-                                                  dims[D_REDUCTION_SUM]);
+        forward(&n, &w, tokens, feats, r, B);
+        float loss;
+        const int R = head_loss(&n, &w, labels, targets, r, B, dims[D_REDUCTION_SUM], &loss);
         losses[s] = loss;
         if (!isfinite(loss)) {
             status = s + 1;
             break;
         }
-        backward(&n, &w, tokens, r, B, w.logits);
+        backward(&n, &w, tokens, r, B, w.logits, R);
         clip(&n, w.grad, hyper);
         *step += 1;
         if (dims[D_OPTIM] == RN_ADAM)
@@ -688,17 +845,20 @@ int rn_train(const int32_t *dims, const float *hyper, float *params, float *opt_
             break;
         }
     }
-    free(w.block);
+    work_free(&w);
     return status;
 }
 
-/* Logits [N][C] of every example of a split, in chunks (forward only). */
-int rn_logits(const int32_t *dims, float *params, const int32_t *tokens, int32_t N, float *logits) {
+/* Outputs of every example of a split, in chunks (forward only): logits or real outputs
+ * [N][C] from the last state, or, for tag, logits [N][L][C] at every step. */
+int rn_logits(const int32_t *dims, float *params, const int32_t *tokens, const float *feats,
+              int32_t N, float *logits) {
     Net n;
     net_layout(&n, dims);
     net_bind(&n, params);
-    if (n.E % 16 || n.H % 16) return -2;
-    const int chunk = 64;
+    if (!net_ok(&n)) return -2;
+    if (n.F == 0) feats = NULL;
+    const int chunk = 64, L = n.L, C = n.C, Cp = n.Cp, H = n.H;
     Work w;
     if (work_alloc(&w, &n, chunk) != 0) return -1;
     int32_t rows[64];
@@ -706,12 +866,21 @@ int rn_logits(const int32_t *dims, float *params, const int32_t *tokens, int32_t
     for (int start = 0; start < N; start += chunk) {
         const int B = N - start < chunk ? N - start : chunk;
         for (int b = 0; b < B; b++) rows[b] = start + b;
-        forward(&n, &w, tokens, rows, B);
-        head_forward(&n, w.hs + (long)n.L * B * n.H, B, w.logits);
-        for (int b = 0; b < B; b++)
-            memcpy(logits + (long)(start + b) * n.C, w.logits + (long)b * n.Cp,
-                   (size_t)n.C * sizeof(float));
+        forward(&n, &w, tokens, feats, rows, B);
+        if (n.head != RN_TAG) {
+            head_forward(&n, w.hs + (long)L * B * H, B, w.logits);
+            for (int b = 0; b < B; b++)
+                memcpy(logits + (long)(start + b) * C, w.logits + (long)b * Cp,
+                       (size_t)C * sizeof(float));
+            continue;
+        }
+        /* every step's state, step-major in hs[1..L]: rows (t, b) */
+        head_forward(&n, w.hs + (long)B * H, L * B, w.logits);
+        for (int t = 0; t < L; t++)
+            for (int b = 0; b < B; b++)
+                memcpy(logits + ((long)(start + b) * L + t) * C,
+                       w.logits + ((long)t * B + b) * Cp, (size_t)C * sizeof(float));
     }
-    free(w.block);
+    work_free(&w);
     return 0;
 }

@@ -10,9 +10,11 @@ order is::
 Matrices read on the forward pass are transposed (input-major) so the kernel's
 inner loops run over contiguous output rows. ``E'``, ``H'`` and ``C'`` are the
 embedding, hidden and class counts rounded up to a multiple of 16 (one 512-bit
-vector); each gate block is padded on its own. Padded classes are left out of the
-softmax, so their logits never matter and their gradients are zero. The padding of
-units is exact, not approximate: a padded unit
+vector); each gate block is padded on its own. A model on real-valued features has
+no embedding (``V = 0``) and ``E'`` is its feature count, unpadded (the kernel only
+needs whole vectors along outputs, not along the features it sums over). Padded
+classes (or outputs) are left out of the loss, so their values never matter and their
+gradients are zero. The padding of units is exact, not approximate: a padded unit
 has zero weights in and out, so its pre-activation is 0, its state stays 0 for
 every cell (``tanh(0) = 0``; an LSTM's ``c = f*0 + i*tanh(0) = 0``; a GRU's
 ``h = (1-z)*0 + z*0``), every gradient reaching it is a product with a zero
@@ -28,6 +30,8 @@ import torch
 from torch import Tensor
 
 CELL_CODES = {"srn": 0, "residual-srn": 1, "lstm": 2, "gru": 3}
+# The heads the kernel trains (kernel.c's RN_CLASSIFY, RN_TAG, RN_REGRESS).
+HEAD_CODES = {"classify": 0, "tag": 1, "regress-last": 2}
 GATES = {"srn": 1, "residual-srn": 1, "lstm": 4, "gru": 3}
 NAMES = ("embedding", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "head_weight", "head_bias")
 VECTOR = 16
@@ -39,7 +43,9 @@ def _round_up(n: int) -> int:
 
 @dataclass(frozen=True)
 class Shape:
-    """Sizes of one model: vocabulary, embedding, hidden, classes, sequence length."""
+    """Sizes of one model: vocabulary, embedding, hidden, classes (outputs), sequence
+    length; its head; ``features`` > 0 for real-valued inputs (then ``vocab`` is 0 and
+    ``embed`` is the feature count)."""
 
     cell: str
     vocab: int
@@ -48,14 +54,21 @@ class Shape:
     classes: int
     length: int
     relu: bool = False
+    head: str = "classify"
+    features: int = 0
 
     @property
     def gates(self) -> int:
         return GATES[self.cell]
 
     @property
+    def names(self) -> tuple[str, ...]:
+        """The tensors this model has (:data:`NAMES`, without the embedding for features)."""
+        return NAMES[1:] if self.features else NAMES
+
+    @property
     def embed_padded(self) -> int:
-        return _round_up(self.embed)
+        return self.embed if self.features else _round_up(self.embed)
 
     @property
     def hidden_padded(self) -> int:
@@ -87,14 +100,15 @@ class Shape:
         }
 
 
-def _pad_gates(t: Tensor, shape: Shape, cols: int | None) -> Tensor:
-    """``[G*H, cols]`` (or ``[G*H]``) -> ``[G*H', cols']`` with zero padding per gate."""
+def _pad_gates(t: Tensor, shape: Shape, cols: int | None, padded: int | None = None) -> Tensor:
+    """``[G*H, cols]`` (or ``[G*H]``) -> ``[G*H', padded]`` with zero padding per gate
+    (``padded`` defaults to ``cols`` rounded up to whole vectors)."""
     g, h, hp = shape.gates, shape.hidden, shape.hidden_padded
     if cols is None:
         out = t.new_zeros(g, hp)
         out[:, :h] = t.reshape(g, h)
         return out.reshape(g * hp)
-    cp = _round_up(cols)
+    cp = _round_up(cols) if padded is None else padded
     out = t.new_zeros(g, hp, cp)
     out[:, :h, :cols] = t.reshape(g, h, cols)
     return out.reshape(g * hp, cp)
@@ -108,23 +122,24 @@ def _unpad_gates(t: Tensor, shape: Shape, cols: int | None) -> Tensor:
 
 
 def flatten(shape: Shape, tensors: dict[str, Tensor]) -> Tensor:
-    """PyTorch-layout tensors (keys :data:`NAMES`) -> one flat kernel-layout vector."""
+    """PyTorch-layout tensors (keys ``shape.names``) -> one flat kernel-layout vector."""
     expected = shape.torch_shapes()
     t = {}
-    for name in NAMES:
+    for name in shape.names:
         value = tensors[name].detach().to(torch.float32).cpu()
         if tuple(value.shape) != expected[name]:
             raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {expected[name]}")
         t[name] = value
-    emb = t["embedding"].new_zeros(shape.vocab, shape.embed_padded)
-    emb[:, :shape.embed] = t["embedding"]
+    emb = t["weight_ih"].new_zeros(shape.vocab, shape.embed_padded)
+    if not shape.features:
+        emb[:, :shape.embed] = t["embedding"]
     head = t["head_weight"].new_zeros(shape.classes_padded, shape.hidden_padded)
     head[:shape.classes, :shape.hidden] = t["head_weight"]
     head_bias = t["head_bias"].new_zeros(shape.classes_padded)
     head_bias[:shape.classes] = t["head_bias"]
     parts = [
         emb,
-        _pad_gates(t["weight_ih"], shape, shape.embed).t(),
+        _pad_gates(t["weight_ih"], shape, shape.embed, shape.embed_padded).t(),
         _pad_gates(t["weight_hh"], shape, shape.hidden).t(),
         _pad_gates(t["bias_ih"], shape, None),
         _pad_gates(t["bias_hh"], shape, None),
@@ -140,7 +155,7 @@ def unflatten(shape: Shape, flat: Tensor) -> dict[str, Tensor]:
     e, ep, h, hp = shape.embed, shape.embed_padded, shape.hidden, shape.hidden_padded
     c, cp = shape.classes, shape.classes_padded
     gh = shape.gates * hp
-    return {
+    tensors = {
         "embedding": chunks[0].reshape(shape.vocab, ep)[:, :e].clone(),
         "weight_ih": _unpad_gates(chunks[1].reshape(ep, gh).t(), shape, e),
         "weight_hh": _unpad_gates(chunks[2].reshape(hp, gh).t(), shape, h),
@@ -149,3 +164,4 @@ def unflatten(shape: Shape, flat: Tensor) -> dict[str, Tensor]:
         "head_weight": chunks[5].reshape(hp, cp).t()[:c, :h].clone(),
         "head_bias": chunks[6][:c].clone(),
     }
+    return {name: tensors[name] for name in shape.names}

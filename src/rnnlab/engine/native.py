@@ -158,10 +158,10 @@ def _folder(target: Path) -> tuple[Path, str | None, list[Path]]:
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.rn_num_params.argtypes = [_i32p]
     lib.rn_num_params.restype = ctypes.c_long
-    lib.rn_train.argtypes = [_i32p, _f32p, _f32p, _f32p, _f32p, _i64p, _i32p, _i32p, _i32p,
-                             _i32p, ctypes.c_int32, _f32p]
+    lib.rn_train.argtypes = [_i32p, _f32p, _f32p, _f32p, _f32p, _i64p, _i32p, _f32p, _i32p,
+                             _f32p, _i32p, _i32p, ctypes.c_int32, _f32p]
     lib.rn_train.restype = ctypes.c_int
-    lib.rn_logits.argtypes = [_i32p, _f32p, _i32p, ctypes.c_int32, _f32p]
+    lib.rn_logits.argtypes = [_i32p, _f32p, _i32p, _f32p, ctypes.c_int32, _f32p]
     lib.rn_logits.restype = ctypes.c_int
     lib.rn_variant.argtypes = []
     lib.rn_variant.restype = ctypes.c_char_p
@@ -298,6 +298,15 @@ def f32(array) -> ctypes._Pointer:
 
 def i32(array) -> ctypes._Pointer:
     return ctypes.cast(_address(array), _i32p)
+
+
+def f32_null() -> ctypes._Pointer:
+    """A null float pointer (an argument the kernel does not read)."""
+    return _f32p()
+
+
+def i32_null() -> ctypes._Pointer:
+    return _i32p()
 
 
 def i64(array) -> ctypes._Pointer:

@@ -50,11 +50,11 @@ from rnnlab.engine.jobs import (
     make_schedule,
     out_path,
 )
-from rnnlab.engine.layout import NAMES, Shape, flatten, unflatten
+from rnnlab.engine.layout import Shape, flatten, unflatten
 from rnnlab.errors import NonFiniteError, RnnlabError, ensure
 from rnnlab.io import write_csv
 from rnnlab.seeding import rng_state
-from rnnlab.tasks.base import SplitData
+from rnnlab.tasks.base import IGNORE, SplitData
 from rnnlab.train.callbacks import EarlyStopping, csv_value
 from rnnlab.train.checkpoint import BEST, LAST, save_checkpoint
 from rnnlab.train.config import TrainConfig
@@ -69,10 +69,13 @@ from rnnlab.train.scoring import (
 from rnnlab.train.state import DataOrder, FitResult, TrainState
 from rnnlab.train.trainer import Trainer, seeded_model
 
-METRIC = "accuracy"
 # Threads the engine may use, when set (see _cpu_count).
 WORKERS_ENV = "RNNLAB_WORKERS"
-COLUMNS = ["step", "epoch", "train_loss", "dev_loss", f"dev_{METRIC}"]
+
+
+def columns(metric: str) -> list[str]:
+    """``metrics.csv``'s columns, as the trainer writes them when it does not score train."""
+    return ["step", "epoch", "train_loss", "dev_loss", f"dev_{metric}"]
 
 
 @dataclass
@@ -101,6 +104,10 @@ class Member:
     ``step`` counts optimiser steps for the backend (Adam's bias correction); ``done``
     is the step count at the last evaluation. ``keys`` maps kernel tensor names to the
     model's parameter names; ``rng`` is the global RNG state after building the model.
+    ``inputs``/``targets`` are the training split as the kernel reads it (int32 tokens or
+    float32 features; int32 labels or float32 values), ``step_terms`` the loss terms of
+    each step's batch (what a summed loss is divided by for the curves, as the trainer
+    does), ``loss``/``metric`` the trainer's loss and metric for this head.
     """
 
     index: int
@@ -113,9 +120,12 @@ class Member:
     train: SplitData
     dev: SplitData
     test: SplitData | None
-    tokens: np.ndarray
-    labels: np.ndarray
-    dev_tokens: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+    dev_inputs: np.ndarray
+    step_terms: np.ndarray
+    loss: str
+    metric: str
     params: Tensor
     exp_avg: Tensor
     exp_avg_sq: Tensor
@@ -135,6 +145,10 @@ class Member:
     @property
     def config(self) -> TrainConfig:
         return self.job.train_config
+
+    def kernel_arrays(self, split: SplitData) -> np.ndarray:
+        """A split's inputs as the kernel reads them (contiguous int32 or float32)."""
+        return kernel_inputs(split, self.shape)
 
     def state_dict(self, flat: Tensor) -> dict[str, Tensor]:
         """The model's state dict holding the flat vector ``flat``."""
@@ -212,6 +226,20 @@ def _cpu_count() -> int:
 
 
 # ---------------------------------------------------------------------- building
+def kernel_inputs(split: SplitData, shape: Shape) -> np.ndarray:
+    """A split's inputs for the kernel: int32 token ids, or float32 features."""
+    kind = np.float32 if shape.features else np.int32
+    return np.ascontiguousarray(split.inputs.numpy().astype(kind))
+
+
+def _terms(split: SplitData, shape: Shape) -> np.ndarray:
+    """Loss terms per training example: scored steps (tag), outputs (regress-last) or 1."""
+    if shape.head == "tag":
+        return (split.targets != IGNORE).sum(dim=1).numpy().astype(np.int64)
+    per_row = shape.classes if shape.head == "regress-last" else 1
+    return np.full(len(split), per_row, np.int64)
+
+
 def _build(index: int, job: Job, shape: Shape) -> Member:
     cfg = job.train_config
     model = seeded_model(job.model_config, cfg.seed)
@@ -222,12 +250,19 @@ def _build(index: int, job: Job, shape: Shape) -> Member:
     train = as_split(job.train, "train")
     dev = as_split(job.dev, "dev")
     test = None if job.test is None else as_split(job.test, "test")
+    schedule = make_schedule(cfg, len(train))
+    row_terms = _terms(train, shape)[schedule.rows]
+    starts = schedule.offsets[:-1]
+    step_terms = (np.add.reduceat(row_terms, starts) if len(starts)
+                  else np.zeros(0, np.int64))
+    regress = shape.head == "regress-last"
+    targets = train.targets.numpy().astype(np.float32 if regress else np.int32)
     return Member(
-        index=index, job=job, shape=shape, schedule=make_schedule(cfg, len(train)),
+        index=index, job=job, shape=shape, schedule=schedule,
         model=model, keys=keys, rng=rng, train=train, dev=dev, test=test,
-        tokens=np.ascontiguousarray(train.inputs.numpy().astype(np.int32)),
-        labels=np.ascontiguousarray(train.targets.numpy().astype(np.int32)),
-        dev_tokens=np.ascontiguousarray(dev.inputs.numpy().astype(np.int32)),
+        inputs=kernel_inputs(train, shape), targets=np.ascontiguousarray(targets),
+        dev_inputs=kernel_inputs(dev, shape), step_terms=step_terms,
+        loss="mse" if regress else "cross_entropy", metric="mse" if regress else "accuracy",
         params=flat, exp_avg=torch.zeros_like(flat), exp_avg_sq=torch.zeros_like(flat),
         stopper=(None if cfg.early_stop_patience is None
                  else EarlyStopping(cfg.early_stop_patience)),
@@ -253,10 +288,10 @@ def _parameter_keys(model: nn.Module, shape: Shape, label: str) -> dict[str, str
             raise RnnlabError(f"{label}: unexpected parameter {key!r} of shape "
                               f"{tuple(param.shape)} for the engine's model")
         found[name] = key
-    missing = [n for n in NAMES if n not in found]
+    missing = [n for n in shape.names if n not in found]
     if missing:
         raise RnnlabError(f"{label}: the model lacks {', '.join(missing)} for the engine")
-    return {name: found[name] for name in NAMES}
+    return {name: found[name] for name in shape.names}
 
 
 # ---------------------------------------------------------------------- training
@@ -301,16 +336,16 @@ def _evaluate(impl: Any, group: Group, i: int, member: Member, losses: np.ndarra
     train_loss = 0.0
     for s, value in enumerate(losses.tolist()):
         if cfg.reduction == "sum":
-            value /= int(sched.offsets[start + s + 1] - sched.offsets[start + s])
+            value /= max(int(member.step_terms[start + s]), 1)
         train_loss += value
     train_loss /= stop - start
-    scores = score(impl.logits(group, i, member.dev_tokens), member.dev.targets,
-                   cfg.eval_batch_size)
-    value = scores[METRIC]
+    scores = score(member, impl.logits(group, i, member.dev_inputs), member.dev.targets)
+    metric = member.metric
+    value = scores[metric]
     epoch, in_epoch = TrainState.position(stop, sched.batches_per_epoch, in_loop=True)
     record = {"step": stop, "epoch": epoch + (1 if in_epoch else 0), "train_loss": train_loss,
-              "dev_loss": scores["loss"], f"dev_{METRIC}": value}
-    improved = is_improvement(METRIC, value, member.best_score)
+              "dev_loss": scores["loss"], f"dev_{metric}": value}
+    improved = is_improvement(metric, value, member.best_score)
     if improved:
         member.best_score, member.best_step = value, stop
     member.history.append(record)
@@ -324,11 +359,11 @@ def _evaluate(impl: Any, group: Group, i: int, member: Member, losses: np.ndarra
     member.last = snap
 
 
-def score(logits: Tensor, targets: Tensor, eval_batch_size: int) -> dict[str, float]:
-    """``Trainer.evaluate``'s numbers from precomputed logits: the same batches and sums."""
-    scores = Scores("cross_entropy", METRIC)
-    for start, stop in batch_ranges(len(targets), eval_batch_size):
-        scores.add(logits[start:stop], targets[start:stop])
+def score(member: Member, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+    """``Trainer.evaluate``'s numbers from precomputed outputs: the same batches and sums."""
+    scores = Scores(member.loss, member.metric)
+    for start, stop in batch_ranges(len(targets), member.config.eval_batch_size):
+        scores.add(outputs[start:stop], targets[start:stop])
     return scores.result()
 
 
@@ -364,11 +399,10 @@ def _result(impl: Any, group: Group, i: int, member: Member) -> FitResult:
     test = None
     if member.test is not None:
         chosen = member.best if cfg.restore_best and member.best is not None else final
-        tokens = np.ascontiguousarray(member.test.inputs.numpy().astype(np.int32))
-        logits = impl.logits(group, i, tokens, params=chosen.params)
-        test = score(logits, member.test.targets, cfg.eval_batch_size)
+        outputs = impl.logits(group, i, member.kernel_arrays(member.test), params=chosen.params)
+        test = score(member, outputs, member.test.targets)
     return FitResult(
-        metric=METRIC, best_dev_metric=member.best_score, best_step=member.best_step,
+        metric=member.metric, best_dev_metric=member.best_score, best_step=member.best_step,
         steps=final.step, epochs=final.step // member.schedule.batches_per_epoch,
         seconds=round(member.seconds, 3), stopped_early=member.stopped_early,
         resumed_from_step=None, test=test, history=list(member.history))
@@ -380,8 +414,9 @@ def _write_outputs(member: Member) -> None:
     if path is None:
         return
     path.mkdir(parents=True, exist_ok=True)
-    write_csv(path / "metrics.csv", COLUMNS,
-              [{key: csv_value(r.get(key)) for key in COLUMNS} for r in member.history])
+    names = columns(member.metric)
+    write_csv(path / "metrics.csv", names,
+              [{key: csv_value(r.get(key)) for key in names} for r in member.history])
     if member.best is not None:
         save_checkpoint(_checkpoint(member, member.best, "best"), path / BEST)
     if member.last is not None:
@@ -419,7 +454,7 @@ def _checkpoint(member: Member, snap: Snapshot, kind: str, finished: bool = Fals
         stopper.bad_evaluations = snap.bad_evaluations
         stoppers.append(stopper)
     trainer = Trainer(cfg)
-    trainer.attach(model, _optimizer(member, snap), state, metric=METRIC, meta=meta,
+    trainer.attach(model, _optimizer(member, snap), state, metric=member.metric, meta=meta,
                    callbacks=stoppers)
     # The global generators as they stood when this job's model was built (the trainer
     # draws nothing from them while training), not as they stand in this thread now.

@@ -29,12 +29,19 @@ from torch import Tensor
 
 from rnnlab.cells import get_cell
 from rnnlab.engine.backends import Group
+from rnnlab.engine.layout import Shape
+from rnnlab.errors import RnnlabError
 
 if TYPE_CHECKING:
-    from rnnlab.engine.layout import Shape
     from rnnlab.engine.population import Member
 
 INF = float("inf")
+
+
+def supports(shape: Shape) -> bool:
+    """Whether this backend trains ``shape``: token inputs and a classify head (the C
+    kernel also trains per-step and regression heads and feature inputs)."""
+    return shape.head == "classify" and not shape.features
 
 
 class TorchBackend:
@@ -46,6 +53,12 @@ class TorchBackend:
     def group(self, members: list[Member]) -> list[Group]:
         by_key: dict[tuple, list[Member]] = {}
         for m in members:
+            if not supports(m.shape):
+                inputs = "features" if m.shape.features else "tokens"
+                raise RnnlabError(f"{m.job.name or f'job {m.index}'}: the engine's torch "
+                                  "backend trains token classification only, not a "
+                                  f"{m.shape.head!r} head on {inputs}; the C kernel trains "
+                                  "it (install gcc)")
             cfg, s = m.config, m.shape
             key = (s, cfg.optimizer, cfg.reduction, cfg.batch_size, m.schedule.n_train,
                    m.schedule.total_steps, tuple(m.schedule.evals))
@@ -138,8 +151,8 @@ class _GroupState:
         self.exp_avg = torch.zeros_like(self.params)
         self.exp_avg_sq = torch.zeros_like(self.params)
         self.grad = torch.zeros_like(self.params)
-        self.tokens = torch.stack([torch.from_numpy(m.tokens).long() for m in members])
-        self.labels = torch.stack([torch.from_numpy(m.labels).long() for m in members])
+        self.tokens = torch.stack([torch.from_numpy(m.inputs).long() for m in members])
+        self.labels = torch.stack([torch.from_numpy(m.targets).long() for m in members])
         cfgs = [m.config for m in members]
         column = lambda values: torch.tensor(values, dtype=torch.float32).unsqueeze(1)  # noqa: E731
         self.lr = column([c.lr for c in cfgs])

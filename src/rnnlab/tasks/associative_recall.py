@@ -26,10 +26,8 @@ from typing import ClassVar
 import torch
 
 from rnnlab.errors import ensure
-from rnnlab.tasks.base import SplitData, Task
+from rnnlab.tasks.base import IGNORE, SplitData, Task
 from rnnlab.tasks.memoryless import lookup_accuracy
-
-IGNORE = -100  # target of the steps that are not scored (torch's cross_entropy ignore_index)
 
 
 def _draw_distinct(n: int, pool: int, count: int, generator: torch.Generator) -> torch.Tensor:

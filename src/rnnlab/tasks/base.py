@@ -11,6 +11,9 @@ from torch import Tensor
 
 from rnnlab.errors import ensure
 
+# The target of a step that is not scored (torch's cross_entropy ignore_index).
+IGNORE = -100
+
 
 @dataclass
 class SplitData:
