@@ -101,7 +101,7 @@ def run_driver(cc: list[str], flags: list[str], out: Path, runner: list[str] = (
 
 
 def assert_same_numbers(ours: list[float], theirs: list[float], rel: float) -> None:
-    assert len(ours) == len(theirs) == 4 * 2 * 41
+    assert len(ours) == len(theirs) == 3 * 4 * 2 * 41  # heads x cells x optimisers x lines
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert abs(a - b) <= rel * max(abs(b), 1.0), (i, a, b)
 
