@@ -14,10 +14,11 @@ float tolerance.
 * ``loop``: the ordinary :class:`rnnlab.train.Trainer`, one model at a time; the
   reference the engine is checked against.
 
-The C kernel trains built-in cells on token classification (DigitSum). Every other
-run (a user's cell or model, or another task of the suite) goes through
-:func:`generic_runner`: :func:`rnnlab.engine.generic.fit_many` with ``path="auto"``
-(vmap or loop, measured) under ``fast``, the trainer under ``loop``. Each result
+The C kernel trains built-in cells on every task of the suite (token or feature
+inputs; classify, tag and regress-last heads). Every other run (a user's cell or
+model, or a task the engine cannot train) goes through :func:`generic_runner`:
+:func:`rnnlab.engine.generic.fit_many` with ``path="auto"`` (vmap or loop, measured)
+under ``fast``, the trainer under ``loop``. Each result
 records its ``engine`` and the ``path`` that actually ran (``kernel``/``torch`` for the
 kernel's backend, ``vmap``/``loop`` for the generic path), and each group of the generic
 path prints one line saying which path it took and why.
@@ -44,11 +45,10 @@ def task_for(spec: RunSpec):
     return build_task(spec)
 
 
-def on_kernel(spec: RunSpec) -> bool:
-    """Whether the C kernel can train this spec: a built-in cell on DigitSum."""
-    from rnnlab.experiments.grid import TASK
-
-    return spec.model_kind == "" and spec.task == TASK
+def builtin(spec: RunSpec) -> bool:
+    """Whether the spec's model is a built-in cell (trained by the engine or the trainer,
+    with checkpoints), not a user's cell or factory (the generic path)."""
+    return spec.model_kind == ""
 
 
 def model_config_for(spec: RunSpec, task: Any):
@@ -76,8 +76,8 @@ def run_meta(spec: RunSpec, task: Any, model_config: Any) -> dict[str, Any]:
     """What a checkpoint needs to rebuild the run, in the keys ``rnnlab train`` uses,
     so ``rnnlab evaluate`` and ``rnnlab predict`` work on a memory run's folder."""
     return {"task": task.name,
-            "task_params": {"length": spec.length, "k_train": spec.k_train,
-                            "k_dev": spec.k_dev, "k_test": spec.k_test},
+            "task_params": {f.name: getattr(task, f.name) for f in dataclasses.fields(task)
+                            if f.init},
             "model_config": dataclasses.asdict(model_config),
             "seed": spec.seed, "data_seed": spec.seed, "memory_spec": spec.asdict()}
 
@@ -89,69 +89,98 @@ def write_spec(run_dir: Path, spec: RunSpec) -> None:
     atomic_write_json(run_dir / "spec.json", {"config_hash": spec.config_hash, **spec.asdict()})
 
 
+def _job(spec: RunSpec, runs_dir: Path) -> tuple[Any, Any]:
+    """The engine's job for a spec of a built-in cell, and the spec's task."""
+    from rnnlab.engine import Job
+
+    task = task_for(spec)
+    splits = task.splits(seed=spec.seed)
+    model_config = model_config_for(spec, task)
+    return Job(splits["train"], splits["dev"], model_config, train_config_for(spec),
+               test=splits["test"], out_dir=runs_dir / spec.run_id,
+               meta=run_meta(spec, task, model_config), name=spec.run_id), task
+
+
+def _trained(spec: RunSpec, task: Any, fit: Any, engine: str, path: str,
+             seconds: float) -> RunResult:
+    """The result row of a finished run: dev and test on the task's score scale."""
+    return RunResult(spec, best_dev_accuracy=task.score(float(fit.best_score)),
+                     test_accuracy=task.score(fit.test), steps=int(fit.steps),
+                     seconds=seconds, engine=engine, path=path)
+
+
 def loop_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]:
     """Train each spec alone with the ordinary trainer (the reference engine)."""
     from rnnlab.train import Trainer, seeded_model
 
-    yield from generic_runner([s for s in specs if not on_kernel(s)], runs_dir, path="loop")
-    for spec in (s for s in specs if on_kernel(s)):
-        task = task_for(spec)
-        splits = task.splits(seed=spec.seed)
+    yield from generic_runner([s for s in specs if not builtin(s)], runs_dir, path="loop")
+    for spec in (s for s in specs if builtin(s)):
         start = time.perf_counter()
-        model_config = model_config_for(spec, task)
-        model = seeded_model(model_config, spec.seed)
+        job, task = _job(spec, runs_dir)
+        model = seeded_model(job.model_config, spec.seed)
         run_dir = runs_dir / spec.run_id
         # A fresh start: a folder left by a killed run is overwritten, not resumed,
         # so the result never depends on where the earlier attempt stopped.
         try:
-            fit = Trainer(train_config_for(spec)).fit(
-                model, splits["train"], splits["dev"], test=splits["test"], out_dir=run_dir,
-                meta=run_meta(spec, task, model_config))
+            fit = Trainer(job.train_config).fit(model, job.train, job.dev, test=job.test,
+                                                out_dir=run_dir, meta=job.meta)
         except NonFiniteError as err:
             write_spec(run_dir, spec)
             yield RunResult.failed(spec, str(err), "loop", steps=(err.step or 1) - 1,
                                    seconds=time.perf_counter() - start)
             continue
-        seconds = time.perf_counter() - start
         write_spec(run_dir, spec)
-        yield RunResult(spec, best_dev_accuracy=float(fit.best_score),
-                        test_accuracy=float(fit.test["accuracy"]), steps=int(fit.steps),
-                        seconds=seconds, engine="loop", path="trainer")
+        yield _trained(spec, task, fit, "loop", "trainer", time.perf_counter() - start)
 
 
 def fast_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]:
     """Train all specs at once with the lock-step engine (:mod:`rnnlab.engine`).
 
-    The engine trains each job exactly as the trainer would alone and writes the
-    trainer's files into the job's folder, so only ``spec.json`` is added here.
+    Built-in cells train on the engine (the C kernel: every task of the suite; its
+    torch fallback: token classification only). The engine trains each job exactly as
+    the trainer would alone and writes the trainer's files into the job's folder, so
+    only ``spec.json`` is added here. Everything else takes the generic path.
     """
-    from rnnlab.engine import Job, describe, iter_population
+    from rnnlab.engine import describe, iter_population
+    from rnnlab.engine.jobs import check_supported
 
-    yield from generic_runner([s for s in specs if not on_kernel(s)], runs_dir, path="auto")
-    specs = [s for s in specs if on_kernel(s)]
-    if not specs:
-        return
     backend = str(describe().get("backend") or "")
-    print(f"C-kernel engine ({backend or 'no backend'}): {len(specs)} run(s) of built-in "
-          "cells on digitsum", file=sys.stderr)
-    jobs = []
+    chosen, jobs, tasks, others = [], [], [], []
     for spec in specs:
-        task = task_for(spec)
-        splits = task.splits(seed=spec.seed)
-        model_config = model_config_for(spec, task)
-        jobs.append(Job(splits["train"], splits["dev"], model_config, train_config_for(spec),
-                        test=splits["test"], out_dir=runs_dir / spec.run_id,
-                        meta=run_meta(spec, task, model_config), name=spec.run_id))
+        job, task = _job(spec, runs_dir) if builtin(spec) and backend else (None, None)
+        if job is None or not _engine_trains(job, backend, check_supported):
+            others.append(spec)
+            continue
+        chosen.append(spec)
+        jobs.append(job)
+        tasks.append(task)
+    yield from generic_runner(others, runs_dir, path="auto")
+    if not chosen:
+        return
+    names = sorted({s.task for s in chosen})
+    print(f"C-kernel engine ({backend}): {len(chosen)} run(s) of built-in cells on "
+          f"{', '.join(names)}", file=sys.stderr)
     for index, fit in iter_population(jobs):
-        spec = specs[index]
+        spec = chosen[index]
         write_spec(runs_dir / spec.run_id, spec)
         if isinstance(fit, NonFiniteError):
             yield RunResult.failed(spec, str(fit), "fast", steps=(fit.step or 1) - 1,
                                    path=backend)
             continue
-        yield RunResult(spec, best_dev_accuracy=float(fit.best_score),
-                        test_accuracy=float(fit.test["accuracy"]), steps=int(fit.steps),
-                        seconds=float(fit.seconds), engine="fast", path=backend)
+        yield _trained(spec, tasks[index], fit, "fast", backend, float(fit.seconds))
+
+
+def _engine_trains(job: Any, backend: str, check: Callable[[Any, int], Any]) -> bool:
+    """Whether the engine's ``backend`` trains this job (else it takes the generic path)."""
+    try:
+        shape = check(job, 0)
+    except RnnlabError:
+        return False
+    if backend == "torch":
+        from rnnlab.engine.torch_backend import supports
+
+        return supports(shape)
+    return True
 
 
 def generic_runner(specs: Sequence[RunSpec], runs_dir: Path, path: str = "auto"
