@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from rnnlab.engine.layout import CELL_CODES, HEAD_CODES, Shape
 from rnnlab.errors import RnnlabError
@@ -147,13 +148,17 @@ def _check_split(split: SplitData, name: str, head: str, features: bool, width: 
 def check_range(split: SplitData, vocab: int, classes: int, label: str) -> None:
     """Tokens and labels must index the tables (the kernel does not check bounds); a
     per-step label may also be -100, a step that is not scored."""
-    if int(split.inputs.min()) < 0 or int(split.inputs.max()) >= vocab:
-        raise RnnlabError(f"{label}: tokens must lie in 0..{vocab - 1}")
-    if split.targets.is_floating_point():
+    if split.inputs.numel():
+        low, high = torch.aminmax(split.inputs)
+        if int(low) < 0 or int(high) >= vocab:
+            raise RnnlabError(f"{label}: tokens must lie in 0..{vocab - 1}")
+    targets = split.targets
+    if targets.is_floating_point() or not targets.numel():
         return
-    labels = split.targets[split.targets != IGNORE] if split.targets.dim() > 1 \
-        else split.targets
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+    if targets.dim() > 1:  # unscored steps (-100) stand in for a valid label, 0
+        targets = targets.masked_fill(targets == IGNORE, 0)
+    low, high = torch.aminmax(targets)
+    if int(low) < 0 or int(high) >= classes:
         raise RnnlabError(f"{label}: class labels must lie in 0..{classes - 1}")
 
 

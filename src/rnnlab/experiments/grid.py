@@ -10,6 +10,7 @@ retrains only what it changes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -111,9 +112,10 @@ class RunSpec:
         d["model_extra"], d["train_extra"] = dict(self.model_extra), dict(self.train_extra)
         return d
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
-        """First 16 hex digits of the SHA-256 of the spec as canonical JSON."""
+        """First 16 hex digits of the SHA-256 of the spec as canonical JSON (computed once:
+        a spec is frozen)."""
         d = self.asdict()
         for name in _UNHASHED:
             d.pop(name)

@@ -345,9 +345,10 @@ def _task_caption(summary: Mapping[str, Any]) -> str:
 
 def write_memory_report(out_dir: str | Path, summary: Mapping[str, Any],
                         specs: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Draw the figures, write them as PNG and SVG and write ``report.html``; return its
-    path. ``specs`` are the grid's :class:`~rnnlab.experiments.grid.RunSpec` objects;
-    each finished run's curve is read from ``out_dir/runs/<run_id>/metrics.csv``."""
+    """Draw the figures, write them as PNG (the headline ones also as SVG) and write
+    ``report.html``; return its path. ``specs`` are the grid's
+    :class:`~rnnlab.experiments.grid.RunSpec` objects; each finished run's curve is read
+    from ``out_dir/runs/<run_id>/metrics.csv``."""
     from rnnlab.protocols import get_protocol
 
     out_dir = Path(out_dir)
@@ -376,10 +377,15 @@ def write_memory_report(out_dir: str | Path, summary: Mapping[str, Any],
                     f"{entry['label']} on {t}", by_length, index)
     images = {}
     for name, fig in figures.items():
-        png, svg = plots.both(fig)
+        # The headline figures also as SVG (papers, slides); the per-run curves, one
+        # figure per model and task with a panel per length, as PNG only: drawing them
+        # twice was a third of a large experiment's report time.
+        curves = name.startswith("curves_")
+        png, svg = (plots.png_bytes(fig), None) if curves else plots.both(fig)
         images[name] = png
         atomic_write_bytes(out_dir / f"{name}.png", png)
-        atomic_write_bytes(out_dir / f"{name}.svg", svg)
+        if svg is not None:
+            atomic_write_bytes(out_dir / f"{name}.svg", svg)
     protocol = get_protocol(summary["config"]["protocol"]).description
     html = render_memory_report(summary, rows, images, protocol_description=protocol)
     return atomic_write_text(out_dir / "report.html", html)
