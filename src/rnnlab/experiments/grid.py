@@ -29,7 +29,8 @@ DEFAULT_THRESHOLD = 0.9
 SPEC_VERSION = 1
 # Fields added to RunSpec after version 1: left out of the hash while at their default, so
 # every DigitSum run of a built-in cell keeps the hash it had (no migration needed).
-_LATER_FIELDS = {"weight_decay": 0.0, "model_kind": "", "model_source": ""}
+_LATER_FIELDS = {"weight_decay": 0.0, "model_kind": "", "model_source": "",
+                 "task_options": {}}
 # Where the run's model comes from (a file path or a Python name): not part of the hash,
 # because moving a model file does not change a result; its content (model_source) does.
 _UNHASHED = ("model_ref",)
@@ -101,6 +102,9 @@ class RunSpec:
     model_kind: str = ""
     model_source: str = ""
     model_ref: str = ""
+    # The task's own options beyond its memory axis and split sizes (its class's
+    # ``memory_options``: the suite-sized version of the task), part of the hash.
+    task_options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def model(self) -> str:
@@ -110,6 +114,7 @@ class RunSpec:
     def asdict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["model_extra"], d["train_extra"] = dict(self.model_extra), dict(self.train_extra)
+        d["task_options"] = dict(self.task_options)
         return d
 
     @functools.cached_property
@@ -356,14 +361,16 @@ class MemoryConfig:
         """One spec per grid point, in the order model, task, length, lr, weight decay,
         seed (for one task and no grid: cell, length, seed, as before)."""
         from rnnlab.experiments.models import match_hidden, resolve_models
+        from rnnlab.tasks import task_class
 
         s = self.settings()
         out = []
         for entry in resolve_models(self.cells, self.models):
             for task in self.tasks:
+                options = tuple(sorted(task_class(task).memory_options.items()))
                 base = RunSpec(cell=entry.name, length=0, seed=0, **s, task=task,
                                model_kind=entry.kind, model_source=entry.source_hash,
-                               model_ref=entry.ref)
+                               model_ref=entry.ref, task_options=options)
                 if self.match_params is not None:
                     hidden = match_hidden(
                         dataclasses.replace(base, length=self.lengths_for(task)[0]),

@@ -127,7 +127,7 @@ def task_for(spec: Any) -> Any:
     """The task of a spec at its value of the task's memory axis."""
     from rnnlab.tasks import memory_task
 
-    return memory_task(spec.task, spec.length,
+    return memory_task(spec.task, spec.length, **dict(getattr(spec, "task_options", ())),
                        **task_params(spec.task, spec.k_train, spec.k_dev, spec.k_test))
 
 

@@ -41,7 +41,7 @@ class Adding(Task):
     memory_axis: ClassVar[str | None] = "length"
     memory_axis_label: ClassVar[str] = ("sequence length: the first marked value is in "
                                         "its first half")
-    memory_lengths: ClassVar[tuple[int, ...]] = (10, 20, 40, 60, 80, 100)
+    memory_lengths: ClassVar[tuple[int, ...]] = (10, 20, 40, 80)
 
     length: int = 100
     n_train: int = 10000

@@ -55,7 +55,7 @@ class AssociativeRecall(Task):
     memory_axis: ClassVar[str | None] = "length"
     memory_axis_label: ClassVar[str] = ("sequence length, with n_pairs key-value pairs "
                                         "(4 by default) then one query per key")
-    memory_lengths: ClassVar[tuple[int, ...]] = (16, 24, 32, 48, 64, 96)
+    memory_lengths: ClassVar[tuple[int, ...]] = (12, 24, 48)
 
     length: int = 32
     n_pairs: int = 4

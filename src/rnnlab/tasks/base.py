@@ -112,6 +112,9 @@ class Task:
     memory_axis: ClassVar[str | None] = None  # the field --lengths walks; None: not a suite task
     memory_axis_label: ClassVar[str] = ""  # what one step along the axis means, in words
     memory_lengths: ClassVar[tuple[int, ...]] = ()  # the suite's default values of the axis
+    # Options the memory experiment gives the task (the suite-sized version of it, so the
+    # whole suite trains in minutes); part of every run's hash.
+    memory_options: ClassVar[Mapping[str, Any]] = {}
 
     @property
     def score_label(self) -> str:
@@ -146,7 +149,8 @@ class Task:
     def describe_memory(self) -> dict[str, Any]:
         """The uniform description the memory experiment reads: axis, score and chance."""
         return {"name": self.name, "axis": self.memory_axis, "axis_label": self.memory_axis_label,
-                "lengths": list(self.memory_lengths), "metric": self.metric,
+                "lengths": list(self.memory_lengths), "options": dict(self.memory_options),
+                "metric": self.metric,
                 "score": self.score_label, "chance": self.chance,
                 "chance_score": self.chance_score}
 

@@ -46,7 +46,7 @@ class SelectiveCopy(Task):
     metric: ClassVar[str] = "accuracy"
     memory_axis: ClassVar[str | None] = "length"
     memory_axis_label: ClassVar[str] = "sequence length: noise steps the symbols are scattered over"
-    memory_lengths: ClassVar[tuple[int, ...]] = (8, 16, 24, 32, 48, 64)
+    memory_lengths: ClassVar[tuple[int, ...]] = (8, 16, 32, 64)
 
     length: int = 32
     n_symbols: int = 4
