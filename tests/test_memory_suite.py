@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -170,6 +171,19 @@ def test_digitsum_hashes_are_those_of_before_the_suite():
                                                                    "ef3c83a7c2c13003"]
     nndl = MemoryConfig(protocol="nndl", cells=("gru",), lengths=(20,))
     assert nndl.specs()[0].config_hash == "d5592710f44fbfbc"
+
+
+def test_task_options_reach_the_task_and_the_hash():
+    """A task's memory_options (copy: 4 symbols) make its runs' task and their hash."""
+    from rnnlab.experiments.models import task_for
+
+    (spec,) = MemoryConfig(cells=("lstm",), tasks=("copy",), lengths=(5,), seeds=1).specs()
+    assert dict(spec.task_options) == {"n_symbols": 4}
+    assert task_for(spec).n_symbols == 4 and task_for(spec).length == 5
+    classic = dataclasses.replace(spec, task_options=(("n_symbols", 10),))
+    assert task_for(classic).n_symbols == 10
+    assert classic.config_hash != spec.config_hash
+    assert spec.asdict()["task_options"] == {"n_symbols": 4}
 
 
 def test_best_dev_setting_is_reported_never_best_test(tmp_path):
