@@ -9,10 +9,12 @@ result), with the forward and backward pass through time written out by hand:
 
 - ``kernel`` (default): a C kernel, built at first use with the system's C
   compiler and cached, runs hundreds of optimiser steps per call; jobs run side
-  by side in threads.
+  by side in threads. It trains token or feature inputs with a classify, tag
+  (per-step, -100 unscored) or regress-last head: every memory-suite task.
 - ``torch``: the same hand-written BPTT in PyTorch, jobs of one shape in
-  lock-step with batched matrix products; used where no C compiler is present
-  (said once on stderr) or where the kernel is measured slower.
+  lock-step with batched matrix products (token classification only); used where
+  no C compiler is present (said once on stderr) or where the kernel is measured
+  slower.
 
 :func:`describe` says which backend runs here and why (kernel variant, compiler,
 measured speeds); ``RNNLAB_ENGINE_BACKEND=kernel`` requires the kernel (an error
