@@ -190,6 +190,8 @@ def test_cells_and_tasks_are_listed(capsys):
         "srn", "residual-srn", "lstm", "gru"}
     code, out, _ = run(capsys, "tasks")
     assert code == 0 and any(line.startswith("digitsum ") for line in out.splitlines())
+    # a suite task says the lengths and options the memory experiment gives it
+    assert "suite: lengths 5, 10, 20, 40, n_symbols=4" in out
 
 
 def _one_line_error(err: str) -> bool:

@@ -60,9 +60,12 @@ def tasks(as_json: bool) -> None:
 def _memory_line(cls: type) -> str:
     """Axis, score and chance of a memory-suite task, at its default parameters."""
     axis = f"memory axis: {cls.memory_axis} ({cls.memory_axis_label})"
-    try:
-        memory = cls().describe_memory()  # chance may depend on the parameters
+    options = dict(cls.memory_options)
+    try:  # chance may depend on the parameters: those the suite gives the task
+        memory = cls(**options).describe_memory()
     except (TypeError, RnnlabError, NotImplementedError):  # a user task without defaults
         return f"{axis}; metric: {cls.metric}; chance: depends on parameters without defaults"
+    lengths = ", ".join(str(n) for n in cls.memory_lengths)
+    given = "".join(f", {k}={v}" for k, v in sorted(options.items()))
     return (f"{axis}; score: {memory['score']}; chance {memory['chance']:.4g} "
-            f"= score {memory['chance_score']:.3g}")
+            f"= score {memory['chance_score']:.3g}; suite: lengths {lengths}{given}")
