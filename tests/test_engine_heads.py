@@ -14,12 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_engine import (
-    assert_same_checkpoint,
-    assert_same_run,
-    native_available,
-    train_alone,
-)
 
 from rnnlab.engine import Job, train_population
 from rnnlab.engine.jobs import check_supported
@@ -28,6 +22,12 @@ from rnnlab.io import read_csv
 from rnnlab.models import model_config_for
 from rnnlab.tasks import get_task
 from rnnlab.train import TrainConfig, load_checkpoint
+from test_engine import (
+    assert_same_checkpoint,
+    assert_same_run,
+    native_available,
+    train_alone,
+)
 
 CELLS = ["srn", "lstm", "gru", "residual-srn"]
 needs_kernel = pytest.mark.skipif(not native_available(), reason="no C compiler for the kernel")

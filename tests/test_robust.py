@@ -358,3 +358,16 @@ def test_run_result_row_keeps_the_reason_on_one_line():
     spec = TINY.specs()[0]
     row = RunResult.failed(spec, "loss became nan\nat step 3", "loop").row()
     assert row["reason"] == "loss became nan at step 3" and row["test_accuracy"] == ""
+
+
+def test_the_long_grid_warning_knows_the_kernel_is_fast(capsys, monkeypatch):
+    """The full memory suite (about 1.2e13 multiply-adds) takes minutes on the kernel: no
+    warning; the same grid on the loop engine, or a grid ten times larger, is warned."""
+    monkeypatch.setenv("RNNLAB_WORKERS", "2")
+    tasks = ("digitsum", "copy", "adding", "selective-copy", "associative-recall")
+    MemoryConfig(tasks=tasks).validate()
+    assert "may take hours" not in capsys.readouterr().err
+    MemoryConfig(tasks=tasks, engine="loop").validate()
+    assert "may take hours" in capsys.readouterr().err
+    MemoryConfig(tasks=tasks, seeds=30).validate()
+    assert "may take hours" in capsys.readouterr().err

@@ -29,6 +29,9 @@ RUN_OVERHEAD = 4096
 # Multiply-adds beyond which a request earns a warning that it will take long
 # (about an hour at the few GFLOP/s a tiny recurrent model reaches on one core).
 LONG_WORK = 1e13
+# Multiply-adds per second per core of the engine's C kernel on the memory suite, on the
+# slow side: 3e10 measured on an AVX2 EPYC (docs/performance.md), halved for older CPUs.
+KERNEL_RATE = 1.5e10
 
 
 def available_memory() -> int:
@@ -124,11 +127,18 @@ def check_fits(what: str, need: int, hint: str) -> None:
                           f"has {human(have)} available; {hint}")
 
 
-def warn_if_long(what: str, work: float, hint: str) -> None:
-    """One line on stderr when ``work`` (multiply-adds) means hours of training."""
-    if work > LONG_WORK:
+def warn_if_long(what: str, work: float, hint: str, speedup: float = 1.0) -> None:
+    """One line on stderr when ``work`` (multiply-adds) means hours of training;
+    ``speedup`` is how many times faster than one plain PyTorch loop it will run (the
+    engine's kernel on all cores: :data:`KERNEL_RATE` x cores / the loop's rate)."""
+    if work > LONG_WORK * speedup:
         print(f"rnnlab: warning: {what} is about {work:.1e} multiply-adds, which may take "
               f"hours on a CPU; {hint}", file=sys.stderr)
+
+
+def kernel_speedup(workers: int) -> float:
+    """The C kernel on ``workers`` cores against one plain loop, for :func:`warn_if_long`."""
+    return KERNEL_RATE * workers / (LONG_WORK / 3600)
 
 
 def training_work(model: Any, train_examples: int, length: int, epochs: int) -> float:

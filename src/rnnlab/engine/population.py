@@ -69,7 +69,7 @@ from rnnlab.train.scoring import (
 from rnnlab.train.state import DataOrder, FitResult, TrainState
 from rnnlab.train.trainer import Trainer, seeded_model
 
-# Threads the engine may use, when set (see _cpu_count).
+# Threads the engine may use, when set (see worker_count).
 WORKERS_ENV = "RNNLAB_WORKERS"
 
 
@@ -191,7 +191,7 @@ def iter_population(jobs: Sequence[Job], *, backend: str = "auto", workers: int 
     # Tiny models run fastest single-threaded; parallelism comes from running jobs side by side.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    n_workers = max(1, min(workers or _cpu_count(), len(groups))) if impl.parallel else 1
+    n_workers = max(1, min(workers or worker_count(), len(groups))) if impl.parallel else 1
     pool = concurrent.futures.ThreadPoolExecutor(n_workers)
     # Set when the caller stops early (Ctrl-C, an error, an abandoned generator), so the
     # workers stop at their next evaluation instead of training everything first.
@@ -209,7 +209,7 @@ def iter_population(jobs: Sequence[Job], *, backend: str = "auto", workers: int 
         torch.set_num_threads(threads)
 
 
-def _cpu_count() -> int:
+def worker_count() -> int:
     """Threads the engine may run side by side: ``$RNNLAB_WORKERS`` when set (``rnnlab
     memory --workers N`` sets it, so does a Ray task for the CPUs it was given), else
     the CPUs this process may use."""

@@ -72,6 +72,13 @@ def _defaults(section: str) -> dict[str, Any]:
             if f.default is not dataclasses.MISSING}
 
 
+def _cores() -> int:
+    """The cores the engine will use (its own rule: ``$RNNLAB_WORKERS`` or the CPUs)."""
+    from rnnlab.engine.population import worker_count
+
+    return worker_count()
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that determines one run's result; its hash names the run."""
@@ -329,8 +336,12 @@ class MemoryConfig:
         work = sum(budget.training_work({**model, "cell": c}, 100 * s["k_train"], n,
                                         s["epochs"]) * self.seeds * grid
                    for c in cells for t in self.tasks for n in self.lengths_for(t))
+        # Built-in cells on the fast engine train on the C kernel, on every core.
+        on_kernel = self.engine == "fast" and not self.models and all(
+            c in CELLS for c in self.cells)
         budget.warn_if_long(f"this grid ({budget.count(runs)} runs)", work,
-                            "interrupt with Ctrl-C and rerun the same command to continue")
+                            "interrupt with Ctrl-C and rerun the same command to continue",
+                            speedup=budget.kernel_speedup(_cores()) if on_kernel else 1.0)
 
     def settings(self) -> dict[str, Any]:
         """Every :data:`SETTINGS` value (the protocol's, or this config's override) and
