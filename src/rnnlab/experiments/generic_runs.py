@@ -2,7 +2,9 @@
 
 A group is one model, task and length: its seeds and hyper-parameter settings train
 together (``vmap``) or one by one (``loop``), as :func:`~rnnlab.engine.generic.fit_many`
-decides; the note it gives is printed as one line. Each run's curve goes to
+decides (timed once per model and task, :func:`train_groups`); the note it gives is
+printed as one line. Groups train side by side in worker processes
+(:mod:`rnnlab.experiments.generic_pool`). Each run's curve goes to
 ``runs/<run_id>/metrics.csv`` with a ``dev_score`` column (the task's score), so the
 report draws it like a kernel run's. A non-finite loss fails the whole lock-step group,
 so the group is then trained again copy by copy and only the runs that really fail are
@@ -68,26 +70,71 @@ def _result(spec: RunSpec, fit: Any, task: Any, runs_dir: Path, engine: str, pat
                      seconds=seconds, engine=engine, path=path)
 
 
-def train_group(specs: Sequence[RunSpec], runs_dir: Path, path: str) -> Iterator[RunResult]:
-    """Train one (model, task, length) group; yield a result per spec."""
+def train_groups(specs: Sequence[RunSpec], runs_dir: Path, path: str = "auto",
+                 workers: int | None = None) -> Iterator[RunResult]:
+    """Train specs on the generic path, one group per (model, task, length), yielding
+    each group's results as it ends.
+
+    Under ``"auto"`` the vmap-or-loop choice is timed once per model and task (on its
+    middle length) and reused for its every length. Groups train side by side in
+    ``workers`` processes (default: ``$RNNLAB_WORKERS`` or the CPUs) except on
+    ``"loop"``, the one-run-at-a-time reference.
+    """
+    from rnnlab.engine.population import _cpu_count
+    from rnnlab.experiments.distributed import group_specs
+    from rnnlab.experiments.generic_pool import in_processes
+
+    groups = group_specs(specs)
+    decisions = _decisions(groups) if path == "auto" else {}
+    tasks = [(g, runs_dir, path, decisions.get((g[0].cell, g[0].task))) for g in groups]
+    workers = 1 if path == "loop" else (workers or _cpu_count())
+    values = (in_processes(_train, tasks, workers) if workers > 1 and len(groups) > 1
+              else (_train(*task) for task in tasks))
+    for results, notes in values:
+        for note in notes:
+            print(note, file=sys.stderr)
+        yield from results
+
+
+def _decisions(groups: list[list[RunSpec]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """vmap or loop per (model, task), timed on the group of its middle length."""
+    from rnnlab.engine.generic import choose_path
+
+    by_model: dict[tuple[str, str], list[list[RunSpec]]] = {}
+    for group in groups:
+        by_model.setdefault((group[0].cell, group[0].task), []).append(group)
+    decisions = {}
+    for (cell, task_name), members in by_model.items():
+        probe = sorted(members, key=lambda g: g[0].length)[len(members) // 2]
+        _, jobs = _jobs(probe)
+        _, build, config, _ = jobs[0]
+        taken, why = choose_path(build, config, [job[3] for job in jobs])
+        decisions[cell, task_name] = (taken, f"chosen once for {cell} on {task_name}, at "
+                                             f"length {probe[0].length}: {why}")
+    return decisions
+
+
+def _train(specs: Sequence[RunSpec], runs_dir: Path, path: str,
+           decision: tuple[str, str] | None) -> tuple[list[RunResult], list[str]]:
+    """One group's results and the lines to print about it (a worker's whole job)."""
     from rnnlab.engine.generic import fit_many
 
     engine = "loop" if path == "loop" else "generic"
     task, jobs = _jobs(specs)
+    s = specs[0]
     start = time.perf_counter()
     try:
-        results, _, notes = fit_many(jobs, path=path)
+        results, _, notes = fit_many(jobs, path=path, decision=decision)
     except NonFiniteError:
-        yield from _one_by_one(specs, jobs, task, runs_dir, engine)
-        return
+        note = (f"generic path, {s.cell} on {s.task} {s.length}: a copy's loss became "
+                "non-finite; training the group's runs one by one")
+        return list(_one_by_one(specs, jobs, task, runs_dir, engine)), [note]
     seconds = (time.perf_counter() - start) / len(specs)
     # A note reads "<key> xN: vmap (...)" or "<key> xN: loop (timed: vmap ... )".
     taken = "vmap" if any(f" x{len(specs)}: vmap" in n for n in notes) else "loop"
-    s = specs[0]
-    for note in notes:
-        print(f"generic path, {s.cell} on {s.task} {s.length}: {note}", file=sys.stderr)
-    for spec, fit in zip(specs, results, strict=True):
-        yield _result(spec, fit, task, runs_dir, engine, taken, seconds)
+    return ([_result(spec, fit, task, runs_dir, engine, taken, seconds)
+             for spec, fit in zip(specs, results, strict=True)],
+            [f"generic path, {s.cell} on {s.task} {s.length}: {note}" for note in notes])
 
 
 def _one_by_one(specs: Sequence[RunSpec], jobs: list[tuple], task: Any, runs_dir: Path,
@@ -95,9 +142,6 @@ def _one_by_one(specs: Sequence[RunSpec], jobs: list[tuple], task: Any, runs_dir
     from rnnlab.engine.generic import fit_many
     from rnnlab.experiments.runners import write_spec
 
-    s = specs[0]
-    print(f"generic path, {s.cell} on {s.task} {s.length}: a copy's loss became non-finite; "
-          "training the group's runs one by one", file=sys.stderr)
     for spec, job in zip(specs, jobs, strict=True):
         start = time.perf_counter()
         try:
