@@ -29,7 +29,8 @@ the first batch says it is faster than the loop (:func:`choose_path`; a caller m
 time once per architecture and pass the ``decision`` on); otherwise the loop. On a CPU the
 loop often wins for models built on torch's fused LSTM (see docs/memory-suite.md),
 which is why the choice is measured, not assumed. Each group's choice is one line
-in :attr:`GroupResult.note`. No checkpoints are written on this path.
+in :attr:`GroupResult.note`. A copy with an ``out_dir`` gets ``best.pt`` and ``last.pt``
+(the trainer's on the loop, :mod:`rnnlab.engine.generic_checkpoint` on vmap).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import math
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,8 +61,9 @@ PATHS = ("auto", "vmap", "loop")
 
 @dataclass
 class Copy:
-    """One copy of a group: its seed (initialisation and data order), its data, and
-    optionally its own learning rate and weight decay (``None``: the group config's)."""
+    """One copy of a group: its seed (initialisation and data order), its data,
+    optionally its own learning rate and weight decay (``None``: the group config's), and
+    optionally a folder for its checkpoints, written as the trainer writes them."""
 
     seed: int
     train: Any
@@ -68,6 +71,8 @@ class Copy:
     test: Any = None
     lr: float | None = None
     weight_decay: float | None = None
+    out_dir: Path | None = None  # where best.pt and last.pt go (none when None)
+    meta: dict[str, Any] | None = None  # the checkpoints' meta (how to rebuild the run)
 
 
 @dataclass
@@ -175,12 +180,12 @@ def fit_many(jobs: Sequence[tuple[Hashable, Callable[[], nn.Module], TrainConfig
 def _prepared(config: TrainConfig, copies: Sequence[Copy]) -> list[Copy]:
     """The copies with their splits checked and their own lr and weight decay filled in."""
     ensure(len(copies) >= 1, "fit_lockstep needs at least one copy")
-    out = [Copy(c.seed, as_split(c.train, "train"),
-                None if c.dev is None else as_split(c.dev, "dev"),
-                None if c.test is None else as_split(c.test, "test"),
-                config.lr if c.lr is None else c.lr,
-                config.weight_decay if c.weight_decay is None else c.weight_decay)
-           for c in copies]
+    out = [dataclasses.replace(
+        c, train=as_split(c.train, "train"), dev=None if c.dev is None else as_split(c.dev, "dev"),
+        test=None if c.test is None else as_split(c.test, "test"),
+        lr=config.lr if c.lr is None else c.lr,
+        weight_decay=config.weight_decay if c.weight_decay is None else c.weight_decay)
+        for c in copies]
     ensure(len({shape_key(c) for c in out}) == 1, "copies in one lock-step group must have data "
           "of the same shapes (examples, length, features, targets); group them with fit_many")
     return out
@@ -197,7 +202,7 @@ def _built(build: Callable[[], nn.Module], copies: list[Copy]) -> list[nn.Module
 
 def _loop(models: list[nn.Module], configs: list[TrainConfig], copies: list[Copy],
           note: str) -> GroupResult:
-    results = [Trainer(cfg).fit(model, c.train, c.dev, c.test)
+    results = [Trainer(cfg).fit(model, c.train, c.dev, c.test, out_dir=c.out_dir, meta=c.meta)
                for model, cfg, c in zip(models, configs, copies, strict=True)]
     return GroupResult(results, models, "loop", note)
 

@@ -24,7 +24,8 @@ from rnnlab.experiments.grid import RunSpec
 from rnnlab.experiments.results import RunResult
 
 
-def _jobs(specs: Sequence[RunSpec]) -> tuple[Any, list[tuple]]:
+def _jobs(specs: Sequence[RunSpec], runs_dir: Path | None = None) -> tuple[Any, list[tuple]]:
+    """The fit_many jobs of specs; with ``runs_dir`` each writes its run's checkpoints."""
     from rnnlab.engine.generic import Copy
     from rnnlab.experiments.models import build_for, task_for
     from rnnlab.experiments.runners import train_config_for
@@ -36,9 +37,28 @@ def _jobs(specs: Sequence[RunSpec]) -> tuple[Any, list[tuple]]:
         splits = task.splits(seed=spec.seed)
         steps = splits["train"].inputs.shape[1]
         key = (spec.cell, spec.task, spec.length, spec.hidden_size)
+        out = None if runs_dir is None else runs_dir / spec.run_id
         jobs.append((key, _builder(spec, task, steps, build_for), train_config_for(spec),
-                     Copy(spec.seed, splits["train"], splits["dev"], splits["test"])))
+                     Copy(spec.seed, splits["train"], splits["dev"], splits["test"],
+                          out_dir=out, meta=None if out is None else run_meta(spec, task, steps))))
     return task, jobs
+
+
+def run_meta(spec: RunSpec, task: Any, steps: int) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild a generic-path run (:func:`rnnlab.load_run`):
+    the task, the spec, and for a user's model its file, name and content hash."""
+    from rnnlab.experiments.models import user_model
+
+    model: dict[str, Any] = {"kind": spec.model_kind, "name": spec.cell, "steps": steps}
+    if spec.model_kind:
+        user = user_model(spec.model_ref)
+        model.update(ref=spec.model_ref, object=user.name, source_hash=user.source_hash,
+                     file="" if user.path is None else str(Path(user.path).resolve()))
+    return {"task": task.name,
+            "task_params": {"length": spec.length, "k_train": spec.k_train,
+                            "k_dev": spec.k_dev, "k_test": spec.k_test},
+            "seed": spec.seed, "data_seed": spec.seed, "memory_spec": spec.asdict(),
+            "generic_model": model}
 
 
 def _builder(spec: RunSpec, task: Any, steps: int, build_for: Any) -> Any:
@@ -68,6 +88,44 @@ def _result(spec: RunSpec, fit: Any, task: Any, runs_dir: Path, engine: str, pat
     return RunResult(spec, best_dev_accuracy=task.score(float(fit.best_score)),
                      test_accuracy=task.score(fit.test), steps=int(fit.steps),
                      seconds=seconds, engine=engine, path=path)
+
+
+def rebuild(meta: dict[str, Any], run_dir: Path) -> tuple[Any, Any]:
+    """The task and a new (untrained) model of a generic-path run, from its checkpoint's
+    meta (:func:`run_meta`); a user's model file that is gone or has changed is refused."""
+    import dataclasses
+
+    import torch
+
+    from rnnlab.errors import RnnlabError, ensure
+    from rnnlab.experiments.models import build_for, task_for
+    from rnnlab.usermodels import source_hash
+
+    model = meta["generic_model"]
+    values = dict(meta["memory_spec"])
+    values["model_extra"] = tuple(dict(values.get("model_extra") or {}).items())
+    values["train_extra"] = tuple(dict(values.get("train_extra") or {}).items())
+    try:
+        spec = RunSpec(**values)
+    except TypeError as err:
+        raise RnnlabError(f"{run_dir}: the checkpoint's run settings do not fit this rnnlab "
+                          f"({err})") from None
+    if model["kind"]:
+        ensure(not str(model.get("ref", "")).startswith("python:"),
+               f"{run_dir}: model {model['name']!r} was given as a Python object, so it "
+               "cannot be rebuilt here; build it yourself and load the checkpoint's 'model'")
+    if model["kind"] and model.get("file"):
+        file = Path(model["file"])
+        ensure(file.is_file(), f"{run_dir}: the run's model file {file} is missing; put it "
+               "back as it was when the run trained to load the run")
+        ensure(source_hash(file) == model["source_hash"],
+               f"{run_dir}: the run's model file {file} has changed since the run trained "
+               f"(content hash {source_hash(file)}, the run's {model['source_hash']}); "
+               "restore it, or rerun the experiment to train the new model")
+        spec = dataclasses.replace(spec, model_ref=f"{file}:{model['object']}")
+    task = task_for(spec)
+    torch.manual_seed(spec.seed)
+    return task, build_for(spec, task, int(model["steps"]))
 
 
 def train_groups(specs: Sequence[RunSpec], runs_dir: Path, path: str = "auto",
@@ -120,7 +178,7 @@ def _train(specs: Sequence[RunSpec], runs_dir: Path, path: str,
     from rnnlab.engine.generic import fit_many
 
     engine = "loop" if path == "loop" else "generic"
-    task, jobs = _jobs(specs)
+    task, jobs = _jobs(specs, runs_dir)
     s = specs[0]
     start = time.perf_counter()
     try:
