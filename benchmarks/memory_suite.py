@@ -10,11 +10,13 @@ memory axis (from ``results.csv``), up to length 200 with ``--long``.
 
     python benchmarks/memory_suite.py                       # epochs 1, seeds 1
     python benchmarks/memory_suite.py --epochs 2 --seeds 3
-    python benchmarks/memory_suite.py --user-only --epochs 5   # a user's nn.LSTM model
+    python benchmarks/memory_suite.py --user-only --epochs 5   # a user's own models
 
-``--user-only`` times a user's own ``nn.LSTM`` classifier (written as a user would, in
-a file, given with ``--model``) on the DigitSum default grid (7 lengths x 3 seeds):
-the default engine (generic lock-step path, ``auto``) against ``--engine loop``.
+``--user-only`` times two models a user would write in a file and give with ``--model``
+(an ``nn.LSTM`` classifier and a flat MLP, not recurrent at all) on the DigitSum default
+grid (7 lengths x 3 seeds): ``--engine loop`` (the trainer, one run at a time), then the
+default engine (the generic lock-step path) in one process and in worker processes
+(``$RNNLAB_WORKERS``, default the CPUs), all in the same run after a warm-up run.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from rnnlab.engine.population import WORKERS_ENV
 from rnnlab.experiments import MemoryConfig, run_memory
 from rnnlab.experiments.grid import DEFAULT_CELLS
+from rnnlab.experiments.runners import get_runner
 from rnnlab.io import read_csv
 from rnnlab.protocols import get_protocol
 
 TASKS = ("digitsum", "copy", "adding", "selective-copy", "associative-recall")
-USER_MODEL = """
+USER_MODELS = {
+    "nn.LSTM classifier": """
 from torch import nn
 
 
@@ -53,21 +58,63 @@ class LSTMClassifier(nn.Module):
 
 def build(vocab_size, num_outputs):
     return LSTMClassifier(vocab_size, num_outputs)
-"""
+""",
+    "flat MLP": """
+from torch import nn
 
 
-def user_model(tmp: Path, epochs: int) -> dict:
-    """A user's LSTM file on the DigitSum default grid: generic path against the loop."""
-    (tmp / "user_model.py").write_text(USER_MODEL)
-    out = {}
-    for engine in ("fast", "loop"):
-        config = MemoryConfig(cells=(), models={"mine": f"{tmp / 'user_model.py'}:build"},
-                              epochs=epochs, engine=engine)
-        seconds, rows = timed(config, tmp / f"user-{engine}")
-        out[engine] = {"runs": len(rows), "seconds": round(seconds, 1),
-                       "paths": sorted({r["path"] for r in rows})}
-        print(f"user nn.LSTM on DigitSum, {engine}: {len(rows)} runs in {seconds:.1f} s "
-              f"({out[engine]['paths']})", flush=True)
+def build(vocab_size, num_outputs, length):
+    return nn.Sequential(nn.Embedding(vocab_size, 16), nn.Flatten(),
+                         nn.Linear(16 * length, 64), nn.ReLU(), nn.Linear(64, num_outputs))
+""",
+}
+# The ways a user's model is timed: the loop trainer one run at a time (the reference),
+# and the default engine in one process and in the default number of worker processes.
+# The loop is timed first and last, and its mean is the reference, so a machine that
+# gets busier or quieter during the run favours neither side.
+USER_WAYS = (("loop", "loop", "1"), ("fast, 1 process", "fast", "1"),
+             ("fast", "fast", ""), ("loop, again", "loop", "1"))
+
+
+def user_models(tmp: Path, epochs: int) -> dict:
+    """Each user model file on the DigitSum default grid, the same run: the loop trainer
+    against the default engine (generic lock-step path), in one and in worker processes.
+    Time is split into training (the runner) and the rest (checks, report)."""
+    out: dict = {}
+    for index, (label, source) in enumerate(USER_MODELS.items()):
+        path = tmp / f"user_model_{index}.py"
+        path.write_text(source)
+        models = {"mine": f"{path}:build"}
+        # One tiny run first, so no engine pays the imports and first calls.
+        warm = MemoryConfig(cells=(), models=models, epochs=1, lengths=(5,), seeds=2)
+        timed(warm, tmp / f"warm-{index}")
+        rows_by_way: dict = {}
+        for way, engine, workers in USER_WAYS:
+            os.environ[WORKERS_ENV] = workers or str(len(os.sched_getaffinity(0)))
+            config = MemoryConfig(cells=(), models=models, epochs=epochs, engine=engine)
+            seconds, rows, training = timed(config, tmp / f"user-{index}-{len(rows_by_way)}")
+            rows_by_way[way] = rows
+            out.setdefault(label, {})[way] = {
+                "runs": len(rows), "seconds": round(seconds, 1),
+                "training_seconds": round(training, 1), "workers": os.environ[WORKERS_ENV],
+                "paths": sorted({r["path"] for r in rows})}
+            print(f"user {label} on DigitSum, {way}: {len(rows)} runs in {seconds:.1f} s "
+                  f"(training {training:.1f} s; {out[label][way]['paths']})", flush=True)
+        os.environ.pop(WORKERS_ENV, None)
+        loops = [out[label]["loop"], out[label]["loop, again"]]
+        seconds = sum(x["seconds"] for x in loops) / 2
+        training = sum(x["training_seconds"] for x in loops) / 2
+        for figures in out[label].values():
+            figures["speedup_vs_loop"] = round(seconds / figures["seconds"], 2)
+            figures["training_speedup_vs_loop"] = round(training / figures["training_seconds"], 2)
+        print(f"user {label}: fast against the mean of the two loop runs: "
+              f"{out[label]['fast']['speedup_vs_loop']}x in all, "
+              f"{out[label]['fast']['training_speedup_vs_loop']}x in training", flush=True)
+        gap = max(abs(float(a["test_accuracy"]) - float(b["test_accuracy"]))
+                  for a, b in zip(sorted(rows_by_way["loop"], key=lambda r: r["config_hash"]),
+                                  sorted(rows_by_way["fast"], key=lambda r: r["config_hash"]),
+                                  strict=True))
+        out[label]["max_test_accuracy_gap_fast_vs_loop"] = gap
     return out
 
 
@@ -88,10 +135,24 @@ def cpu() -> str:
     return f"{name} ({', '.join(vector) or 'no avx'}), {os.cpu_count()} cores"
 
 
-def timed(config: MemoryConfig, out: Path) -> tuple[float, list[dict[str, str]]]:
+def timed(config: MemoryConfig, out: Path) -> tuple[float, list[dict[str, str]], float]:
+    """Wall seconds of the experiment, its rows, and the seconds spent training (in the
+    runner; the rest is checking the models, the summary and the report)."""
+    inner = get_runner(config.engine)
+    training = 0.0
+
+    def runner(specs, runs_dir):
+        nonlocal training
+        start = time.perf_counter()
+        for result in inner(specs, runs_dir):
+            training += time.perf_counter() - start
+            yield result
+            start = time.perf_counter()
+        training += time.perf_counter() - start
+
     start = time.perf_counter()
-    run_memory(config, out, progress=False)
-    return time.perf_counter() - start, read_csv(out / "results.csv")
+    run_memory(config, out, progress=False, runner=runner)
+    return time.perf_counter() - start, read_csv(out / "results.csv"), training
 
 
 def main() -> None:
@@ -102,7 +163,7 @@ def main() -> None:
                         help="also time one LSTM on copy at lengths 50, 100, 200")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--user-only", action="store_true",
-                        help="only time a user's nn.LSTM module on the DigitSum grid")
+                        help="only time a user's own modules on the DigitSum grid")
     args = parser.parse_args()
     protocol = get_protocol("default").train
     full_runs = sum(len(MemoryConfig(tasks=(t,)).lengths_for(t)) for t in TASKS) \
@@ -113,11 +174,11 @@ def main() -> None:
     scale = (protocol["epochs"] / args.epochs) * (3 / args.seeds)
     with tempfile.TemporaryDirectory() as tmp:
         if args.user_only:
-            report["user_model_digitsum"] = user_model(Path(tmp), args.epochs)
+            report["user_models_digitsum"] = user_models(Path(tmp), args.epochs)
         for engine in () if args.user_only else ("fast", "loop"):
             config = MemoryConfig(tasks=TASKS, seeds=args.seeds, epochs=args.epochs,
                                   engine=engine)
-            seconds, rows = timed(config, Path(tmp) / engine)
+            seconds, rows, _ = timed(config, Path(tmp) / engine)
             by_task: dict[str, float] = {}
             for r in rows:
                 by_task[r["task"]] = by_task.get(r["task"], 0.0) + float(r["seconds"])
@@ -131,7 +192,7 @@ def main() -> None:
         if args.long and not args.user_only:
             config = MemoryConfig(cells=("lstm",), tasks=("copy",), lengths=(50, 100, 200),
                                   seeds=args.seeds, epochs=args.epochs)
-            _, rows = timed(config, Path(tmp) / "long")
+            _, rows, _ = timed(config, Path(tmp) / "long")
             report["copy_lstm_seconds_by_length"] = {r["length"]: float(r["seconds"])
                                                      for r in rows}
             print("LSTM on copy, seconds per run by delay:",

@@ -39,6 +39,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Hashable, Sequence
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,27 +297,45 @@ class _Group:
         return ("vmap" if vmap_s < loop_s else "loop"), timed
 
     def time_step(self) -> tuple[float, float]:
-        """Seconds of one forward-backward on a first-size batch: all copies, vmap vs loop."""
-        size = min(self.config.batch_size, self.train.n)
-        index = [torch.arange(size)] * len(self.copies)
-        batch = self._batch(self.train, index)
+        """Seconds of one whole training step (forward, backward, clipping, optimiser) on a
+        first-size batch for all copies: vmap against the trainer's loop. Both run on
+        throwaway copies of the parameters, so timing changes no copy's training."""
+        from rnnlab.engine.stacked_optim import make_stacked_optimizer
+        from rnnlab.train.optim import clip_gradients, make_optimizer
+
+        cfg = self.config
+        size = min(cfg.batch_size, self.train.n)
+        batch = self._batch(self.train, [torch.arange(size)] * len(self.copies))
+        params = {n: p.detach().clone().requires_grad_() for n, p in self.params.items()}
+        stacked = make_stacked_optimizer(list(params.values()), cfg.optimizer,
+                                         [c.lr for c in self.copies],
+                                         [c.weight_decay for c in self.copies], cfg.momentum)
+        models = [deepcopy(model) for model in self.models]
+        optimizers = [make_optimizer(cfg, model) for model in models]
 
         def vmapped() -> None:
-            loss = self._losses(self.forward(self.params, batch.inputs, batch.lengths), batch)
+            stacked.zero_grad(set_to_none=True)
+            loss = self._losses(self.forward(params, batch.inputs, batch.lengths), batch)
             loss.sum().backward()
+            clip_per_copy([p.grad for p in params.values()], cfg)
+            stacked.step()
 
         def looped() -> None:
-            for m, model in enumerate(self.models):
-                x = batch.inputs[m]
-                out = model(x) if batch.lengths is None else model(x, lengths=batch.lengths[m])
+            for m, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+                optimizer.zero_grad(set_to_none=True)
+                x, lens = batch.inputs[m], None if batch.lengths is None else batch.lengths[m]
+                out = model(x) if lens is None else model(x, lengths=lens)
                 out = out[0] if isinstance(out, tuple) else out
-                compute_loss(out, batch.targets[m], None if batch.lengths is None
-                             else batch.lengths[m], self.kind, self.config.reduction)[0].backward()
+                compute_loss(out, batch.targets[m], lens, self.kind, cfg.reduction)[0].backward()
+                clip_gradients(model.parameters(), cfg)
+                optimizer.step()
 
-        timings = [_best_of(vmapped), _best_of(looped)]
-        for tensor in [*self.params.values(), *(p for m in self.models for p in m.parameters())]:
-            tensor.grad = None
-        return timings[0], timings[1]
+        was_training = self.base.training
+        self.base.train()
+        try:
+            return _best_of(vmapped), _best_of(looped)
+        finally:
+            self.base.train(was_training)
 
     def _batch(self, data: _Stacked, index: list[Tensor]) -> _Stacked:
         rows = torch.stack(index)
@@ -363,7 +382,7 @@ def _stack(splits: list[SplitData]) -> _Stacked:
                     torch.stack([s.targets for s in splits]), lengths, len(splits[0]))
 
 
-def _best_of(fn: Callable[[], None], repeats: int = 2) -> float:
+def _best_of(fn: Callable[[], None], repeats: int = 3) -> float:
     fn()  # warm-up: first calls allocate
     best = math.inf
     for _ in range(repeats):
