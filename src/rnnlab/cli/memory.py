@@ -149,7 +149,8 @@ def _models(given: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
                    f"repeatable; known: {', '.join(TASK_SETTINGS)}).")
 @click.option("--workers", type=click.IntRange(min=1),
               show_default="the CPUs this process may use",
-              help="Cores the experiment may use (threads training runs side by side).")
+              help="Cores the experiment may use: threads of the C-kernel engine, "
+                   "processes of the generic path (your own models), side by side.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("--quiet", is_flag=True, help="No progress and no horizon lines.")
 @click.option("--retry-failed", is_flag=True,

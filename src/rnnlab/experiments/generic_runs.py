@@ -134,9 +134,9 @@ def train_groups(specs: Sequence[RunSpec], runs_dir: Path, path: str = "auto",
     each group's results as it ends.
 
     Under ``"auto"`` the vmap-or-loop choice is timed once per model and task (on its
-    middle length) and reused for its every length. Groups train side by side in
-    ``workers`` processes (default: ``$RNNLAB_WORKERS`` or the CPUs) except on
-    ``"loop"``, the one-run-at-a-time reference.
+    shortest and longest length, :func:`_decisions`) and reused for its every length.
+    Groups train side by side in ``workers`` processes (default: ``$RNNLAB_WORKERS`` or
+    the CPUs) except on ``"loop"``, the one-run-at-a-time reference.
     """
     from rnnlab.engine.population import _cpu_count
     from rnnlab.experiments.distributed import group_specs
@@ -155,7 +155,10 @@ def train_groups(specs: Sequence[RunSpec], runs_dir: Path, path: str = "auto",
 
 
 def _decisions(groups: list[list[RunSpec]]) -> dict[tuple[str, str], tuple[str, str]]:
-    """vmap or loop per (model, task), timed on the group of its middle length."""
+    """vmap or loop per (model, task), timed on its shortest and longest length: when
+    both say the same, every length takes it; when they differ (vmap tends to win on
+    short sequences, where per-step overhead dominates, and lose on long ones), the
+    model and task get no entry and each of its groups is timed on its own."""
     from rnnlab.engine.generic import choose_path
 
     by_model: dict[tuple[str, str], list[list[RunSpec]]] = {}
@@ -163,12 +166,17 @@ def _decisions(groups: list[list[RunSpec]]) -> dict[tuple[str, str], tuple[str, 
         by_model.setdefault((group[0].cell, group[0].task), []).append(group)
     decisions = {}
     for (cell, task_name), members in by_model.items():
-        probe = sorted(members, key=lambda g: g[0].length)[len(members) // 2]
-        _, jobs = _jobs(probe)
-        _, build, config, _ = jobs[0]
-        taken, why = choose_path(build, config, [job[3] for job in jobs])
-        decisions[cell, task_name] = (taken, f"chosen once for {cell} on {task_name}, at "
-                                             f"length {probe[0].length}: {why}")
+        ordered = sorted(members, key=lambda g: g[0].length)
+        answers = []
+        for probe in ordered[:1] + ordered[1:][-1:]:
+            _, jobs = _jobs(probe)
+            _, build, config, _ = jobs[0]
+            answers.append((probe[0].length,
+                            *choose_path(build, config, [job[3] for job in jobs])))
+        if len({taken for _, taken, _ in answers}) == 1:
+            timed = "; ".join(f"length {n}: {why}" for n, _, why in answers)
+            decisions[cell, task_name] = (answers[0][1],
+                                          f"chosen once for {cell} on {task_name}, {timed}")
     return decisions
 
 
