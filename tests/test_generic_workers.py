@@ -71,3 +71,16 @@ def test_a_worker_that_dies_is_one_sentence_not_a_hang(tmp_path):
     specs = specs_for(tmp_path, fail="exit")
     with pytest.raises(RnnlabError, match="worker process ended without a result"):
         list(train_groups(specs, tmp_path / "out", path="vmap", workers=2))
+
+
+def test_a_decision_given_once_is_what_every_group_takes(tmp_path):
+    """``fit_many(decision=...)``: the memory experiment's one timing per model, reused."""
+    from rnnlab.engine.generic import fit_many
+    from rnnlab.experiments.generic_runs import _jobs
+
+    specs = specs_for(tmp_path)
+    _, jobs = _jobs(specs)
+    for taken in ("vmap", "loop"):
+        _, _, notes = fit_many(jobs, path="auto", decision=(taken, "decided elsewhere"))
+        assert len(notes) == 3
+        assert all(note.endswith(f"x2: {taken} (decided elsewhere)") for note in notes)

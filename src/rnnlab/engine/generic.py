@@ -24,9 +24,9 @@ same :class:`TrainConfig` apart from the seed, so every copy takes the same step
 
 Paths: ``"vmap"`` (the above), ``"loop"`` (the trainer, one copy after another) and
 ``"auto"``: ``vmap`` when the model can be vmapped (``nn.RNN/LSTM/GRU`` are swapped
-for step-loop twins, :mod:`rnnlab.engine.twins`) *and* a timed forward-backward on
-the first batch says it is faster than the loop (:func:`choose_path`; a caller may
-time once per architecture and pass the ``decision`` on); otherwise the loop. On a CPU the
+for step-loop twins, :mod:`rnnlab.engine.twins`) *and* a timed training step on the
+first batch says it is faster than the loop (:func:`choose_path`; a caller may time
+once per architecture and pass the ``decision`` on); otherwise the loop. On a CPU the
 loop often wins for models built on torch's fused LSTM (see docs/memory-suite.md),
 which is why the choice is measured, not assumed. Each group's choice is one line
 in :attr:`GroupResult.note`. A copy with an ``out_dir`` gets ``best.pt`` and ``last.pt``

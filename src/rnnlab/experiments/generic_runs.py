@@ -95,8 +95,6 @@ def rebuild(meta: dict[str, Any], run_dir: Path) -> tuple[Any, Any]:
     meta (:func:`run_meta`); a user's model file that is gone or has changed is refused."""
     import dataclasses
 
-    import torch
-
     from rnnlab.errors import RnnlabError, ensure
     from rnnlab.experiments.models import build_for, task_for
     from rnnlab.usermodels import source_hash
@@ -124,7 +122,6 @@ def rebuild(meta: dict[str, Any], run_dir: Path) -> tuple[Any, Any]:
                "restore it, or rerun the experiment to train the new model")
         spec = dataclasses.replace(spec, model_ref=f"{file}:{model['object']}")
     task = task_for(spec)
-    torch.manual_seed(spec.seed)
     return task, build_for(spec, task, int(model["steps"]))
 
 
