@@ -123,3 +123,41 @@ def test_cells_none_trains_only_the_users_model(files, capsys):
     assert main(["memory", "--cells", "", *TINY, "--out", str(files / "none")]) == 2
     err = capsys.readouterr().err
     assert "leaves nothing to train" in err and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoints_at_end_are_the_trainers_own(tmp_path):
+    """The loop path writes best.pt and last.pt once, at the end: the same contents as the
+    trainer's files written evaluation by evaluation (time spent aside)."""
+    import torch
+
+    from rnnlab.engine.generic_checkpoint import CheckpointsAtEnd
+    from rnnlab.tasks import get_task
+    from rnnlab.train import TrainConfig, Trainer
+    from rnnlab.train.checkpoint import digest, load_checkpoint
+
+    splits = get_task("digitsum", length=5, k_train=1, k_dev=1, k_test=1).splits(0)
+    # dev accuracy peaks before the end here, so best.pt and last.pt differ
+    config = TrainConfig(epochs=15, batch_size=16, eval_every=3, lr=0.3, progress="off")
+
+    def fit(**kwargs) -> None:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(),
+                                    torch.nn.Linear(20, 19))
+        Trainer(config, kwargs.pop("callbacks", None)).fit(
+            model, splits["train"], splits["dev"], meta={"m": 1}, **kwargs)
+
+    fit(out_dir=tmp_path / "trainer")
+    fit(callbacks=[CheckpointsAtEnd(tmp_path / "end")])
+    steps = []
+    for name in ("best.pt", "last.pt"):
+        a = load_checkpoint(tmp_path / "trainer" / name)
+        b = load_checkpoint(tmp_path / "end" / name)
+        assert a["step"] > 0 and set(a) == set(b)
+        steps.append(a["step"])
+        for key in set(a) - {"digest", "seconds"}:
+            left, right = a[key], b[key]
+            if key == "history":
+                left, right = ([{k: v for k, v in r.items() if "second" not in k} for r in x]
+                               for x in (left, right))
+            assert digest({"v": left}) == digest({"v": right}), (name, key)
+    assert steps[0] < steps[1]  # the best came before the end

@@ -30,7 +30,7 @@ once per architecture and pass the ``decision`` on); otherwise the loop. On a CP
 loop often wins for models built on torch's fused LSTM (see docs/memory-suite.md),
 which is why the choice is measured, not assumed. Each group's choice is one line
 in :attr:`GroupResult.note`. A copy with an ``out_dir`` gets ``best.pt`` and ``last.pt``
-(the trainer's on the loop, :mod:`rnnlab.engine.generic_checkpoint` on vmap).
+in the trainer's format, written once at the end (:mod:`rnnlab.engine.generic_checkpoint`).
 """
 
 from __future__ import annotations
@@ -203,7 +203,10 @@ def _built(build: Callable[[], nn.Module], copies: list[Copy]) -> list[nn.Module
 
 def _loop(models: list[nn.Module], configs: list[TrainConfig], copies: list[Copy],
           note: str) -> GroupResult:
-    results = [Trainer(cfg).fit(model, c.train, c.dev, c.test, out_dir=c.out_dir, meta=c.meta)
+    from rnnlab.engine.generic_checkpoint import CheckpointsAtEnd
+
+    results = [Trainer(cfg, [] if c.out_dir is None else [CheckpointsAtEnd(c.out_dir)])
+               .fit(model, c.train, c.dev, c.test, meta=c.meta)
                for model, cfg, c in zip(models, configs, copies, strict=True)]
     return GroupResult(results, models, "loop", note)
 
