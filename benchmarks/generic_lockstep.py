@@ -100,7 +100,7 @@ def measure(model: str, lengths: list[int], seeds: int, lrs: list[float],
         start = time.perf_counter()
         results, _, notes[path] = fit_many(jobs, path=path)
         timings[path] = time.perf_counter() - start
-        gaps[path] = max(abs(a.test_metric - b.test_metric) for a, b in
+        gaps[path] = max(abs(a.test["accuracy"] - b.test["accuracy"]) for a, b in
                          zip(results, loop, strict=True))
     return {"model": model, "runs": len(jobs), "seconds": {k: round(v, 2) for k, v in
                                                            timings.items()},

@@ -5,7 +5,7 @@ A measurement, not a test.
     python benchmarks/memory_suite.py --full                # the issue's target
     python benchmarks/memory_suite.py --epochs 2 --seeds 3  # quicker, extrapolated
     python benchmarks/memory_suite.py --long                # time and memory by length
-    python benchmarks/memory_suite.py --user-only --epochs 5   # a user's nn.LSTM model
+    python benchmarks/memory_suite.py --user-only --epochs 5   # a user's own models
 
 ``--full`` runs the full default suite (3 seeds, the default protocol's 100 epochs) with
 the default engine and times it, then ``--engine loop`` on the same grid at
@@ -16,9 +16,11 @@ are extrapolated. ``--long`` trains one LSTM on copy at delays 25, 50, 100 and 2
 full protocol, each in its own process, and reports its seconds and peak resident memory.
 Every figure is printed with the CPU and its vector flags.
 
-``--user-only`` times a user's own ``nn.LSTM`` classifier (written as a user would, in
-a file, given with ``--model``) on the DigitSum default grid (7 lengths x 3 seeds):
-the default engine (generic lock-step path) against ``--engine loop``.
+``--user-only`` times two models a user would write in a file and give with ``--model``
+(an ``nn.LSTM`` classifier and a flat MLP, not recurrent at all) on the DigitSum default
+grid (7 lengths x 3 seeds): ``--engine loop`` (the trainer, one run at a time), then the
+default engine (the generic lock-step path) in one process and in worker processes
+(``$RNNLAB_WORKERS``, default the CPUs), all in the same run after a warm-up run.
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from rnnlab.engine.population import WORKERS_ENV
 from rnnlab.experiments import MemoryConfig, run_memory
 from rnnlab.experiments.grid import DEFAULT_CELLS
+from rnnlab.experiments.runners import get_runner
 from rnnlab.io import read_csv
 from rnnlab.protocols import get_protocol
 
 TASKS = ("digitsum", "copy", "adding", "selective-copy", "associative-recall")
-USER_MODEL = """
+USER_MODELS = {
+    "nn.LSTM classifier": """
 from torch import nn
 
 
@@ -58,21 +63,63 @@ class LSTMClassifier(nn.Module):
 
 def build(vocab_size, num_outputs):
     return LSTMClassifier(vocab_size, num_outputs)
-"""
+""",
+    "flat MLP": """
+from torch import nn
 
 
-def user_model(tmp: Path, epochs: int) -> dict:
-    """A user's LSTM file on the DigitSum default grid: generic path against the loop."""
-    (tmp / "user_model.py").write_text(USER_MODEL)
-    out = {}
-    for engine in ("fast", "loop"):
-        config = MemoryConfig(cells=(), models={"mine": f"{tmp / 'user_model.py'}:build"},
-                              epochs=epochs, engine=engine)
-        seconds, rows = timed(config, tmp / f"user-{engine}")
-        out[engine] = {"runs": len(rows), "seconds": round(seconds, 1),
-                       "paths": sorted({r["path"] for r in rows})}
-        print(f"user nn.LSTM on DigitSum, {engine}: {len(rows)} runs in {seconds:.1f} s "
-              f"({out[engine]['paths']})", flush=True)
+def build(vocab_size, num_outputs, length):
+    return nn.Sequential(nn.Embedding(vocab_size, 16), nn.Flatten(),
+                         nn.Linear(16 * length, 64), nn.ReLU(), nn.Linear(64, num_outputs))
+""",
+}
+# The ways a user's model is timed: the loop trainer one run at a time (the reference),
+# and the default engine in one process and in the default number of worker processes.
+# The loop is timed first and last, and its mean is the reference, so a machine that
+# gets busier or quieter during the run favours neither side.
+USER_WAYS = (("loop", "loop", "1"), ("fast, 1 process", "fast", "1"),
+             ("fast", "fast", ""), ("loop, again", "loop", "1"))
+
+
+def user_models(tmp: Path, epochs: int) -> dict:
+    """Each user model file on the DigitSum default grid, the same run: the loop trainer
+    against the default engine (generic lock-step path), in one and in worker processes.
+    Time is split into training (the runner) and the rest (checks, report)."""
+    out: dict = {}
+    for index, (label, source) in enumerate(USER_MODELS.items()):
+        path = tmp / f"user_model_{index}.py"
+        path.write_text(source)
+        models = {"mine": f"{path}:build"}
+        # One tiny run first, so no engine pays the imports and first calls.
+        warm = MemoryConfig(cells=(), models=models, epochs=1, lengths=(5,), seeds=2)
+        timed(warm, tmp / f"warm-{index}")
+        rows_by_way: dict = {}
+        for way, engine, workers in USER_WAYS:
+            os.environ[WORKERS_ENV] = workers or str(len(os.sched_getaffinity(0)))
+            config = MemoryConfig(cells=(), models=models, epochs=epochs, engine=engine)
+            seconds, rows, training = timed(config, tmp / f"user-{index}-{len(rows_by_way)}")
+            rows_by_way[way] = rows
+            out.setdefault(label, {})[way] = {
+                "runs": len(rows), "seconds": round(seconds, 1),
+                "training_seconds": round(training, 1), "workers": os.environ[WORKERS_ENV],
+                "paths": sorted({r["path"] for r in rows})}
+            print(f"user {label} on DigitSum, {way}: {len(rows)} runs in {seconds:.1f} s "
+                  f"(training {training:.1f} s; {out[label][way]['paths']})", flush=True)
+        os.environ.pop(WORKERS_ENV, None)
+        loops = [out[label]["loop"], out[label]["loop, again"]]
+        seconds = sum(x["seconds"] for x in loops) / 2
+        training = sum(x["training_seconds"] for x in loops) / 2
+        for figures in out[label].values():
+            figures["speedup_vs_loop"] = round(seconds / figures["seconds"], 2)
+            figures["training_speedup_vs_loop"] = round(training / figures["training_seconds"], 2)
+        print(f"user {label}: fast against the mean of the two loop runs: "
+              f"{out[label]['fast']['speedup_vs_loop']}x in all, "
+              f"{out[label]['fast']['training_speedup_vs_loop']}x in training", flush=True)
+        gap = max(abs(float(a["test_accuracy"]) - float(b["test_accuracy"]))
+                  for a, b in zip(sorted(rows_by_way["loop"], key=lambda r: r["config_hash"]),
+                                  sorted(rows_by_way["fast"], key=lambda r: r["config_hash"]),
+                                  strict=True))
+        out[label]["max_test_accuracy_gap_fast_vs_loop"] = gap
     return out
 
 
@@ -93,32 +140,43 @@ def cpu() -> str:
     return f"{name} ({', '.join(vector) or 'no avx'}), {os.cpu_count()} cores"
 
 
-def timed(config: MemoryConfig, out: Path) -> tuple[float, list[dict[str, str]]]:
+def timed(config: MemoryConfig, out: Path) -> tuple[float, list[dict[str, str]], float]:
+    """Wall seconds of the experiment, its rows, and the seconds spent training (in the
+    runner; the rest is checking the models, the summary and the report)."""
+    inner = get_runner(config.engine)
+    training = 0.0
+
+    def runner(specs, runs_dir):
+        nonlocal training
+        start = time.perf_counter()
+        for result in inner(specs, runs_dir):
+            training += time.perf_counter() - start
+            yield result
+            start = time.perf_counter()
+        training += time.perf_counter() - start
+
     start = time.perf_counter()
-    run_memory(config, out, progress=False)
-    return time.perf_counter() - start, read_csv(out / "results.csv")
+    run_memory(config, out, progress=False, runner=runner)
+    return time.perf_counter() - start, read_csv(out / "results.csv"), training
 
 
 def suite(tmp: Path, engine: str, epochs: int, seeds: int, full_epochs: int) -> dict:
     """The suite's grid on one engine; its time extrapolated to ``full_epochs`` by steps."""
     config = MemoryConfig(tasks=TASKS, seeds=seeds, epochs=epochs, engine=engine)
-    seconds, rows = timed(config, tmp / f"{engine}-{epochs}")
+    seconds, rows, training = timed(config, tmp / f"{engine}-{epochs}")
     by_task: dict[str, float] = {}
     for r in rows:
         by_task[r["task"]] = by_task.get(r["task"], 0.0) + float(r["seconds"])
-    training = sum(by_task.values())
-    workers = 1 if engine == "loop" else min(2, os.cpu_count() or 1)
-    fixed = max(seconds - training / workers, 0.0)  # data, baselines, report: paid once
+    fixed = seconds - training  # data, baselines, report: paid once
     scale = (full_epochs / epochs) * (3 / seeds)
     result = {"runs": len(rows), "epochs": epochs, "seeds": seeds, "seconds": round(seconds, 1),
-              "run_seconds": round(training, 1),
+              "training_seconds": round(training, 1),
               "run_seconds_by_task": {k: round(v, 1) for k, v in by_task.items()},
               "paths": sorted({f"{r['engine']}/{r['path']}" for r in rows})}
     if scale != 1:
-        result["extrapolated_full_suite_seconds"] = round(fixed + training * scale / workers,
-                                                          1)
+        result["extrapolated_full_suite_seconds"] = round(fixed + training * scale, 1)
     said = (f"{engine}: {len(rows)} runs at {epochs} epochs, {seeds} seeds in {seconds:.1f} s"
-            f" ({training:.1f} s of run time)")
+            f" ({training:.1f} s of it training)")
     if scale != 1:
         said += (f"; the full suite extrapolated by steps: "
                  f"{result['extrapolated_full_suite_seconds'] / 60:.1f} min")
@@ -171,7 +229,7 @@ def main() -> None:
                         help="time one LSTM on copy at delays 25, 50, 100, 200 (full protocol)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--user-only", action="store_true",
-                        help="only time a user's nn.LSTM module on the DigitSum grid")
+                        help="only time a user's own modules on the DigitSum grid")
     args = parser.parse_args()
     full_epochs = get_protocol("default").train["epochs"]
     full_runs = sum(len(MemoryConfig(tasks=(t,)).lengths_for(t)) for t in TASKS) \
@@ -181,7 +239,7 @@ def main() -> None:
                     "full_suite_epochs": full_epochs}
     with tempfile.TemporaryDirectory() as tmp:
         if args.user_only:
-            report["user_model_digitsum"] = user_model(Path(tmp), args.epochs)
+            report["user_models_digitsum"] = user_models(Path(tmp), args.epochs)
         elif args.full:
             report["fast"] = suite(Path(tmp), "fast", full_epochs, 3, full_epochs)
             report["loop"] = suite(Path(tmp), "loop", args.loop_epochs, 3, full_epochs)

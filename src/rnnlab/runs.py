@@ -38,7 +38,7 @@ class Run:
     task_name: str
     task_params: dict[str, Any]
     data_seed: int
-    model_config: Any
+    model_config: Any  # None for a generic-path memory run (its model is rebuilt from code)
     train_config: Any
     task: Any
     model: Any
@@ -102,21 +102,28 @@ def load_run(path: str | os.PathLike, which: str = "best") -> Run:
     found = find_checkpoint(run_dir, prefer=f"{which}.pt")
     ckpt = load_checkpoint(found)
     meta = ckpt.get("meta") or {}
-    ensure(isinstance(meta, dict) and "model_config" in meta and "task" in meta,
+    ensure(isinstance(meta, dict) and "task" in meta
+           and ("model_config" in meta or "generic_model" in meta),
            f"{run_dir}: the checkpoint does not record its task and model; was it written "
            "by rnnlab train, rnnlab memory or a recipe?")
     require(ckpt, found, "model", "train_config", "step")
-    model_config = ModelConfig(**_known_fields(ModelConfig, meta["model_config"], "model",
-                                               run_dir))
     train_config = TrainConfig.from_dict(
         _known_fields(TrainConfig, ckpt["train_config"], "training", run_dir))
     task_params = dict(meta.get("task_params") or {})
-    try:
-        task = get_task(meta["task"], **task_params)
-    except TypeError as err:  # parameters from another version of the task
-        raise RnnlabError(f"{found}: its task parameters do not fit task {meta['task']!r} "
-                          f"({err})") from None
-    model = build_model(model_config)
+    model_config = None
+    if "generic_model" in meta:  # a memory run of the generic path: a user's model maybe
+        from rnnlab.experiments.generic_runs import rebuild
+
+        task, model = rebuild(meta, run_dir)
+    else:
+        model_config = ModelConfig(**_known_fields(ModelConfig, meta["model_config"], "model",
+                                                   run_dir))
+        try:
+            task = get_task(meta["task"], **task_params)
+        except TypeError as err:  # parameters from another version of the task
+            raise RnnlabError(f"{found}: its task parameters do not fit task "
+                              f"{meta['task']!r} ({err})") from None
+        model = build_model(model_config)
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError) as err:
@@ -210,6 +217,9 @@ def export_run(path: str | os.PathLike, out: str | os.PathLike, fmt: str = "safe
         raise RnnlabError("exporting needs the safetensors package: "
                           "pip install safetensors") from err
     run = load_run(path, which)
+    ensure(run.model_config is not None,
+           f"{path}: export writes models of built-in cells (a ModelConfig); this run's model "
+           "is rebuilt from its own Python file, so use rnnlab.load_run(path).model instead")
     out_dir = ensure_dir(out)
     tensors = {name: t.detach().contiguous() for name, t in run.model.state_dict().items()}
     n_params = sum(p.numel() for p in run.model.parameters())

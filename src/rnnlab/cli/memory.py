@@ -85,6 +85,16 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return tuple(values)
 
 
+def _cells(text: str, models: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """``--cells``: names, or ``none`` / ``""`` for only the ``--model`` factories."""
+    if text.strip().lower() not in ("", "none"):
+        return _names(text, "--cells")
+    if not models:
+        raise RnnlabError(f"--cells {text!r} leaves nothing to train; give at least one "
+                          "--model NAME=path/to/file.py:build, or cell names in --cells")
+    return ()
+
+
 def _models(given: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """``NAME=path/to/file.py:build`` options as (name, reference) pairs."""
     pairs = []
@@ -102,7 +112,9 @@ def _models(given: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
                renamed={"--clip": ("--clip-norm", "{}"), **task_param_aliases(*TASK_SETTINGS)})
 @click.option("--cells", default=",".join(DEFAULT_CELLS), show_default=True,
               help="Comma-separated built-in cell names or path/to/file.py:MyCell / "
-                   "package.module:MyCell (a RecurrentCell subclass).")
+                   "package.module:MyCell (a RecurrentCell subclass). The built-ins stay "
+                   "beside your --model as the baseline; --cells none trains only the "
+                   "--model factories.")
 @click.option("--lengths", default=None,
               show_default="each task's own; digitsum: " + ",".join(map(str, DEFAULT_LENGTHS)),
               help="Comma-separated values of each task's memory axis (for digitsum the "
@@ -137,7 +149,8 @@ def _models(given: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
                    f"repeatable; known: {', '.join(TASK_SETTINGS)}).")
 @click.option("--workers", type=click.IntRange(min=1),
               show_default="the CPUs this process may use",
-              help="Cores the experiment may use (threads training runs side by side).")
+              help="Cores the experiment may use: threads of the C-kernel engine, "
+                   "processes of the generic path (your own models), side by side.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("--quiet", is_flag=True, help="No progress and no horizon lines.")
 @click.option("--retry-failed", is_flag=True,
@@ -184,9 +197,10 @@ def memory(ctx: click.Context, cells: str, lengths: str | None, out: Path, retry
         raise RnnlabError("--address and --cpus-per-task are for --backend ray")
     ctx.with_resource(limit_workers(options.pop("workers")))
     options.update(memory_task_params(options.pop("task_param")))
-    config = MemoryConfig(cells=_names(cells, "--cells"),
+    pairs = _models(models)
+    config = MemoryConfig(cells=_cells(cells, pairs),
                           lengths=None if lengths is None else _ints(lengths, "--lengths"),
-                          tasks=_names(tasks, "--tasks"), models=_models(models),
+                          tasks=_names(tasks, "--tasks"), models=pairs,
                           lr=lr, weight_decay=weight_decay,
                           **options)
     runner = None

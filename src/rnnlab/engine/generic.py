@@ -24,11 +24,13 @@ same :class:`TrainConfig` apart from the seed, so every copy takes the same step
 
 Paths: ``"vmap"`` (the above), ``"loop"`` (the trainer, one copy after another) and
 ``"auto"``: ``vmap`` when the model can be vmapped (``nn.RNN/LSTM/GRU`` are swapped
-for step-loop twins, :mod:`rnnlab.engine.twins`) *and* a timed forward-backward on
-the first batch says it is faster than the loop; otherwise the loop. On a CPU the
+for step-loop twins, :mod:`rnnlab.engine.twins`) *and* a timed training step on the
+first batch says it is faster than the loop (:func:`choose_path`; a caller may time
+once per architecture and pass the ``decision`` on); otherwise the loop. On a CPU the
 loop often wins for models built on torch's fused LSTM (see docs/memory-suite.md),
 which is why the choice is measured, not assumed. Each group's choice is one line
-in :attr:`GroupResult.note`. No checkpoints are written on this path.
+in :attr:`GroupResult.note`. A copy with an ``out_dir`` gets ``best.pt`` and ``last.pt``
+in the trainer's format, written once at the end (:mod:`rnnlab.engine.generic_checkpoint`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Hashable, Sequence
+from copy import deepcopy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,8 +62,9 @@ PATHS = ("auto", "vmap", "loop")
 
 @dataclass
 class Copy:
-    """One copy of a group: its seed (initialisation and data order), its data, and
-    optionally its own learning rate and weight decay (``None``: the group config's)."""
+    """One copy of a group: its seed (initialisation and data order), its data,
+    optionally its own learning rate and weight decay (``None``: the group config's), and
+    optionally a folder for its checkpoints, written as the trainer writes them."""
 
     seed: int
     train: Any
@@ -67,6 +72,8 @@ class Copy:
     test: Any = None
     lr: float | None = None
     weight_decay: float | None = None
+    out_dir: Path | None = None  # where best.pt and last.pt go (none when None)
+    meta: dict[str, Any] | None = None  # the checkpoints' meta (how to rebuild the run)
 
 
 @dataclass
@@ -91,60 +98,67 @@ def shape_key(copy: Copy) -> tuple:
 
 
 def fit_lockstep(build: Callable[[], nn.Module], config: TrainConfig, copies: Sequence[Copy],
-                 path: str = "auto") -> GroupResult:
+                 path: str = "auto", decision: tuple[str, str] | None = None) -> GroupResult:
     """Train ``len(copies)`` models built by ``build`` (after each copy's seeding) together.
 
     ``config.seed`` is ignored: each copy's seed is its own, and so may be its ``lr``
     and ``weight_decay`` (one group can hold a hyper-parameter grid). Raises
     :class:`RnnlabError` when the copies' data shapes differ (see the grouping rule).
+    Under ``"auto"``, ``decision`` (from :func:`choose_path` on another group of the same
+    architecture) replaces this group's own timing; vmap still falls back to the loop
+    when this group cannot be vmapped.
     """
     ensure(path in PATHS, f"unknown path {path!r}; known paths: {', '.join(PATHS)}")
-    ensure(len(copies) >= 1, "fit_lockstep needs at least one copy")
-    copies = [Copy(c.seed, as_split(c.train, "train"),
-                   None if c.dev is None else as_split(c.dev, "dev"),
-                   None if c.test is None else as_split(c.test, "test"),
-                   config.lr if c.lr is None else c.lr,
-                   config.weight_decay if c.weight_decay is None else c.weight_decay)
-              for c in copies]
-    keys = {shape_key(c) for c in copies}
-    ensure(len(keys) == 1, "copies in one lock-step group must have data of the same shapes "
-          "(examples, length, features, targets); group them with fit_many")
+    copies = _prepared(config, copies)
     configs = [config.replace(seed=c.seed, lr=c.lr, weight_decay=c.weight_decay) for c in copies]
-    models = []
-    for cfg in configs:
-        seed_everything(cfg.seed)
-        models.append(build())
+    models = _built(build, copies)
     if path == "loop" or len(copies) == 1:
         why = "asked for" if path == "loop" else "a single copy"
         return _loop(models, configs, copies, f"loop ({why})")
+    if path == "auto" and decision is not None and decision[0] == "loop":
+        return _loop(models, configs, copies, f"loop ({decision[1]})")
     group = _Group(models, config, copies)
     reason = group.vmap_problem()
     if reason is not None:
         if path == "vmap":
             raise RnnlabError(f"this model cannot be trained on the vmap path: {reason}")
         return _loop(models, configs, copies, f"loop (vmap impossible: {reason})")
-    if path == "auto":
-        vmap_s, loop_s = group.time_step()
-        if vmap_s >= loop_s:
-            return _loop(models, configs, copies,
-                         f"loop (timed: vmap {1e3 * vmap_s:.1f} ms/step for {len(copies)} copies, "
-                         f"loop {1e3 * loop_s:.1f} ms)")
-        note = (f"vmap (timed: {1e3 * vmap_s:.1f} ms/step for {len(copies)} copies, "
-                f"loop {1e3 * loop_s:.1f} ms)")
-    else:
-        note = "vmap (asked for)"
-    return GroupResult(group.fit(), models, "vmap", note)
+    if path == "vmap":
+        return GroupResult(group.fit(), models, "vmap", "vmap (asked for)")
+    if decision is None:
+        decision = group.decide()
+        if decision[0] == "loop":
+            return _loop(models, configs, copies, f"loop ({decision[1]})")
+    return GroupResult(group.fit(), models, "vmap", f"vmap ({decision[1]})")
+
+
+def choose_path(build: Callable[[], nn.Module], config: TrainConfig,
+                copies: Sequence[Copy]) -> tuple[str, str]:
+    """``("vmap" or "loop", why)`` for these copies, by a timed first step of each path.
+
+    Timing costs a few steps of both paths, so a caller with many groups of one
+    architecture (the memory experiment: one group per length) asks once, on one
+    group, and passes the answer to :func:`fit_many` as ``decision``.
+    """
+    copies = _prepared(config, copies)
+    if len(copies) == 1:
+        return "loop", "a single copy"
+    models = _built(build, copies)
+    group = _Group(models, config, copies)
+    reason = group.vmap_problem()
+    return ("loop", f"vmap impossible: {reason}") if reason is not None else group.decide()
 
 
 def fit_many(jobs: Sequence[tuple[Hashable, Callable[[], nn.Module], TrainConfig, Copy]],
-             path: str = "auto") -> tuple[list[FitResult], list[nn.Module], list[str]]:
+             path: str = "auto", decision: tuple[str, str] | None = None
+             ) -> tuple[list[FitResult], list[nn.Module], list[str]]:
     """Group ``(architecture key, build, config, copy)`` jobs and train each group.
 
     Jobs share a group when their keys are equal (the caller's promise that ``build``
     makes the same architecture, e.g. ``("mine", length)``), their configs are equal
     apart from the seed, learning rate and weight decay (each copy keeps its own), and
     their data shapes agree. Returns the results and models in job order and one note
-    per group.
+    per group. ``decision``: see :func:`fit_lockstep`.
     """
     groups: dict[tuple, list[int]] = {}
     for index, (key, _, config, copy) in enumerate(jobs):
@@ -157,16 +171,42 @@ def fit_many(jobs: Sequence[tuple[Hashable, Callable[[], nn.Module], TrainConfig
         _, build, config, _ = jobs[members[0]]
         copies = [dataclasses.replace(jobs[i][3], lr=jobs[i][2].lr,
                                       weight_decay=jobs[i][2].weight_decay) for i in members]
-        group = fit_lockstep(build, config, copies, path)
+        group = fit_lockstep(build, config, copies, path, decision)
         for slot, i in enumerate(members):
             results[i], models[i] = group.results[slot], group.models[slot]
         notes.append(f"{key!r} x{len(members)}: {group.note}")
     return results, models, notes
 
 
+def _prepared(config: TrainConfig, copies: Sequence[Copy]) -> list[Copy]:
+    """The copies with their splits checked and their own lr and weight decay filled in."""
+    ensure(len(copies) >= 1, "fit_lockstep needs at least one copy")
+    out = [dataclasses.replace(
+        c, train=as_split(c.train, "train"), dev=None if c.dev is None else as_split(c.dev, "dev"),
+        test=None if c.test is None else as_split(c.test, "test"),
+        lr=config.lr if c.lr is None else c.lr,
+        weight_decay=config.weight_decay if c.weight_decay is None else c.weight_decay)
+        for c in copies]
+    ensure(len({shape_key(c) for c in out}) == 1, "copies in one lock-step group must have data "
+          "of the same shapes (examples, length, features, targets); group them with fit_many")
+    return out
+
+
+def _built(build: Callable[[], nn.Module], copies: list[Copy]) -> list[nn.Module]:
+    """One model per copy, each built right after its own seeding (the trainer's contract)."""
+    models = []
+    for c in copies:
+        seed_everything(c.seed)
+        models.append(build())
+    return models
+
+
 def _loop(models: list[nn.Module], configs: list[TrainConfig], copies: list[Copy],
           note: str) -> GroupResult:
-    results = [Trainer(cfg).fit(model, c.train, c.dev, c.test)
+    from rnnlab.engine.generic_checkpoint import CheckpointsAtEnd
+
+    results = [Trainer(cfg, [] if c.out_dir is None else [CheckpointsAtEnd(c.out_dir)])
+               .fit(model, c.train, c.dev, c.test, meta=c.meta)
                for model, cfg, c in zip(models, configs, copies, strict=True)]
     return GroupResult(results, models, "loop", note)
 
@@ -252,28 +292,53 @@ class _Group:
             return "the model changes its buffers while training (e.g. BatchNorm statistics)"
         return None
 
+    def decide(self) -> tuple[str, str]:
+        """``(path, why)`` from one timed forward-backward of each path."""
+        vmap_s, loop_s = self.time_step()
+        timed = (f"timed: vmap {1e3 * vmap_s:.1f} ms/step for {len(self.copies)} copies, "
+                 f"loop {1e3 * loop_s:.1f} ms")
+        return ("vmap" if vmap_s < loop_s else "loop"), timed
+
     def time_step(self) -> tuple[float, float]:
-        """Seconds of one forward-backward on a first-size batch: all copies, vmap vs loop."""
-        size = min(self.config.batch_size, self.train.n)
-        index = [torch.arange(size)] * len(self.copies)
-        batch = self._batch(self.train, index)
+        """Seconds of one whole training step (forward, backward, clipping, optimiser) on a
+        first-size batch for all copies: vmap against the trainer's loop. Both run on
+        throwaway copies of the parameters, so timing changes no copy's training."""
+        from rnnlab.engine.stacked_optim import make_stacked_optimizer
+        from rnnlab.train.optim import clip_gradients, make_optimizer
+
+        cfg = self.config
+        size = min(cfg.batch_size, self.train.n)
+        batch = self._batch(self.train, [torch.arange(size)] * len(self.copies))
+        params = {n: p.detach().clone().requires_grad_() for n, p in self.params.items()}
+        stacked = make_stacked_optimizer(list(params.values()), cfg.optimizer,
+                                         [c.lr for c in self.copies],
+                                         [c.weight_decay for c in self.copies], cfg.momentum)
+        models = [deepcopy(model) for model in self.models]
+        optimizers = [make_optimizer(cfg, model) for model in models]
 
         def vmapped() -> None:
-            loss = self._losses(self.forward(self.params, batch.inputs, batch.lengths), batch)
+            stacked.zero_grad(set_to_none=True)
+            loss = self._losses(self.forward(params, batch.inputs, batch.lengths), batch)
             loss.sum().backward()
+            clip_per_copy([p.grad for p in params.values()], cfg)
+            stacked.step()
 
         def looped() -> None:
-            for m, model in enumerate(self.models):
-                x = batch.inputs[m]
-                out = model(x) if batch.lengths is None else model(x, lengths=batch.lengths[m])
+            for m, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+                optimizer.zero_grad(set_to_none=True)
+                x, lens = batch.inputs[m], None if batch.lengths is None else batch.lengths[m]
+                out = model(x) if lens is None else model(x, lengths=lens)
                 out = out[0] if isinstance(out, tuple) else out
-                compute_loss(out, batch.targets[m], None if batch.lengths is None
-                             else batch.lengths[m], self.kind, self.config.reduction)[0].backward()
+                compute_loss(out, batch.targets[m], lens, self.kind, cfg.reduction)[0].backward()
+                clip_gradients(model.parameters(), cfg)
+                optimizer.step()
 
-        timings = [_best_of(vmapped), _best_of(looped)]
-        for tensor in [*self.params.values(), *(p for m in self.models for p in m.parameters())]:
-            tensor.grad = None
-        return timings[0], timings[1]
+        was_training = self.base.training
+        self.base.train()
+        try:
+            return _best_of(vmapped), _best_of(looped)
+        finally:
+            self.base.train(was_training)
 
     def _batch(self, data: _Stacked, index: list[Tensor]) -> _Stacked:
         rows = torch.stack(index)
@@ -320,7 +385,7 @@ def _stack(splits: list[SplitData]) -> _Stacked:
                     torch.stack([s.targets for s in splits]), lengths, len(splits[0]))
 
 
-def _best_of(fn: Callable[[], None], repeats: int = 2) -> float:
+def _best_of(fn: Callable[[], None], repeats: int = 3) -> float:
     fn()  # warm-up: first calls allocate
     best = math.inf
     for _ in range(repeats):
@@ -330,5 +395,5 @@ def _best_of(fn: Callable[[], None], repeats: int = 2) -> float:
     return best
 
 
-__all__ = ["PATHS", "Copy", "GroupResult", "clip_per_copy", "fit_lockstep", "fit_many",
-           "shape_key"]
+__all__ = ["PATHS", "Copy", "GroupResult", "choose_path", "clip_per_copy", "fit_lockstep",
+           "fit_many", "shape_key"]

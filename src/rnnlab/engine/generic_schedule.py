@@ -4,7 +4,8 @@ Step by step this is :meth:`rnnlab.train.Trainer.fit` (see its determinism contr
 each copy draws its own epoch order from a generator seeded with its seed, every step
 is one optimiser step for every copy, dev is scored every ``eval_every`` steps and at
 the end, the best dev parameters are kept and restored, and the test split is scored
-with them. A copy that stops early keeps its results as of that step; its slice keeps
+with them (and, for a copy with an ``out_dir``, written to ``best.pt`` and ``last.pt``).
+A copy that stops early keeps its results as of that step; its slice keeps
 computing with the others (copies never interact) and is then thrown away.
 """
 
@@ -80,7 +81,7 @@ def run_schedule(group: _Group) -> list[FitResult]:
     finally:
         torch.set_num_threads(threads)
     seconds = round((time.perf_counter() - started) / size, 3)  # the group's time, shared
-    return _finish(group, states, step, epoch, seconds)
+    return _finish(group, states, step, epoch, seconds, generators)
 
 
 def _train_step(group: _Group, optimizer: Any, batch: _Stacked,
@@ -182,11 +183,25 @@ def _stop_early(group: _Group, states: list[_CopyState], step: int, epoch: int,
 
 
 def _finish(group: _Group, states: list[_CopyState], step: int, epoch: int,
-            seconds: float) -> list[FitResult]:
+            seconds: float, generators: list[torch.Generator]) -> list[FitResult]:
+    from rnnlab.engine.generic_checkpoint import save_copy_checkpoints
+
     cfg = group.config
     for m, (state, model) in enumerate(zip(states, group.models, strict=True)):
         final = (state.stopped["params"] if state.stopped is not None
                  else {k: v[m].detach().clone() for k, v in group.params.items()})
+        copy = group.copies[m]
+        if copy.out_dir is not None:
+            stopped = state.stopped or {}
+            save_copy_checkpoints(
+                copy.out_dir, model, cfg.replace(seed=copy.seed, lr=copy.lr,
+                                                 weight_decay=copy.weight_decay),
+                metric=group.metric, meta=copy.meta, n_train=group.train.n,
+                best=state.best_params, last=final, generator=generators[m],
+                run={"step": stopped.get("steps", step), "epoch": stopped.get("epochs", epoch),
+                     "best_score": state.best_score, "best_step": state.best_step,
+                     "stopped_early": state.stopped is not None, "seconds": seconds,
+                     "history": state.history})
         if cfg.restore_best and state.best_params is not None:
             final = state.best_params
         with torch.no_grad():

@@ -187,13 +187,9 @@ def generic_runner(specs: Sequence[RunSpec], runs_dir: Path, path: str = "auto"
                    ) -> Iterator[RunResult]:
     """Train specs the kernel cannot with :func:`rnnlab.engine.generic.fit_many`, one
     group per (model, task, length) so results arrive as each group finishes."""
-    from rnnlab.experiments.generic_runs import train_group
+    from rnnlab.experiments.generic_runs import train_groups
 
-    groups: dict[tuple, list[RunSpec]] = {}
-    for spec in specs:
-        groups.setdefault((spec.cell, spec.task, spec.length), []).append(spec)
-    for group in groups.values():
-        yield from train_group(group, runs_dir, path)
+    yield from train_groups(specs, runs_dir, path)
 
 
 ENGINES: dict[str, Callable[[Sequence[RunSpec], Path], Iterator[RunResult]]] = {
