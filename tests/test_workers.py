@@ -20,12 +20,12 @@ TINY = ["--cells", "srn,lstm", "--lengths", "3", "--seeds", "1", "--epochs", "1"
 def test_the_engine_reads_the_variable(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.delenv(WORKERS_ENV, raising=False)
-    assert population._cpu_count() == 8
+    assert population.worker_count() == 8
     monkeypatch.setenv(WORKERS_ENV, "3")
-    assert population._cpu_count() == 3
+    assert population.worker_count() == 3
     monkeypatch.setenv(WORKERS_ENV, "none")
     with pytest.raises(RnnlabError, match=WORKERS_ENV):
-        population._cpu_count()
+        population.worker_count()
 
 
 @pytest.fixture
@@ -60,5 +60,5 @@ def test_a_ray_task_limits_the_engine_to_its_cpus(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.delenv(WORKERS_ENV, raising=False)
     assert train_group("fast", [], cpus=3) == []
-    assert population._cpu_count() == 3
+    assert population.worker_count() == 3
 

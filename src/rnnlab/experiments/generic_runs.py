@@ -135,14 +135,14 @@ def train_groups(specs: Sequence[RunSpec], runs_dir: Path, path: str = "auto",
     Groups train side by side in ``workers`` processes (default: ``$RNNLAB_WORKERS`` or
     the CPUs) except on ``"loop"``, the one-run-at-a-time reference.
     """
-    from rnnlab.engine.population import _cpu_count
+    from rnnlab.engine.population import worker_count
     from rnnlab.experiments.distributed import group_specs
     from rnnlab.experiments.generic_pool import in_processes
 
     groups = group_specs(specs)
     decisions = _decisions(groups) if path == "auto" else {}
     tasks = [(g, runs_dir, path, decisions.get((g[0].cell, g[0].task))) for g in groups]
-    workers = 1 if path == "loop" else (workers or _cpu_count())
+    workers = 1 if path == "loop" else (workers or worker_count())
     values = (in_processes(_train, tasks, workers) if workers > 1 and len(groups) > 1
               else (_train(*task) for task in tasks))
     for results, notes in values:
