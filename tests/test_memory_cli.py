@@ -114,4 +114,4 @@ def test_quiet_prints_nothing_but_errors(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == "" and err == ""
     assert main([*args, "--out", str(tmp_path / "loud")]) == 0
-    assert "generic path" in capsys.readouterr().err  # what --quiet kept back
+    assert "C-kernel engine" in capsys.readouterr().err  # what --quiet kept back
