@@ -130,7 +130,9 @@ def horizon_heatmap(summary: Mapping[str, Any]) -> Figure:
     for i, m in enumerate(models):
         for j, t in enumerate(tasks):
             e = summary["tasks"][t]["models"][m]
-            ax.text(j, i, horizon_words(e), ha="center", va="center", fontsize=8)
+            # white on the darker half of the colour scale, where black is hard to read
+            ax.text(j, i, horizon_words(e), ha="center", va="center", fontsize=8,
+                    color="white" if grid[i][j] > 0.6 else "black")
     ax.set_xticks(range(len(tasks)), tasks, fontsize=8)
     ax.set_yticks(range(len(models)),
                   [summary["tasks"][tasks[0]]["models"][m]["label"] for m in models],
