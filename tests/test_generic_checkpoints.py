@@ -15,19 +15,9 @@ from rnnlab.errors import RnnlabError
 from rnnlab.experiments import MemoryConfig
 from rnnlab.experiments.generic_runs import train_groups
 from rnnlab.runs import load_run
+from user_sources import LEAKY_CELL
 
-CELL = """
-import torch
-from rnnlab.cells.base import RecurrentCell
-
-
-class LeakyCell(RecurrentCell):
-    name = "leaky"
-    gates = 1
-
-    def update(self, gi, state):
-        return 0.5 * state + 0.5 * torch.tanh(gi + state @ self.weight_hh.T + self.bias_hh)
-"""
+CELL = LEAKY_CELL
 
 MODEL = """
 from torch import nn

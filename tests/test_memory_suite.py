@@ -17,20 +17,10 @@ from rnnlab.cli import main
 from rnnlab.experiments import MemoryConfig, RunResult, run_memory
 from rnnlab.experiments.results import horizon_range, uncertainty_words
 from rnnlab.tasks import register_task, unregister_task
+from user_sources import LEAKY_CELL
 from user_tasks import FirstBit
 
-CELL = """
-import torch
-from rnnlab.cells.base import RecurrentCell
-
-
-class LeakyCell(RecurrentCell):
-    name = "leaky"
-    gates = 1
-
-    def update(self, gi, state):
-        return 0.5 * state + 0.5 * torch.tanh(gi + state @ self.weight_hh.T + self.bias_hh)
-"""
+CELL = LEAKY_CELL
 
 MODEL = """
 from torch import nn

@@ -19,18 +19,9 @@ from rnnlab.usermodels import (
     model_kwargs,
     state_size,
 )
+from user_sources import LEAKY_CELL
 
-CELL = """
-import torch
-from rnnlab.cells.base import RecurrentCell
-
-class LeakyCell(RecurrentCell):
-    name = "leaky"
-    gates = 1
-
-    def update(self, gi, state):
-        return 0.5 * state + 0.5 * torch.tanh(gi + state @ self.weight_hh.T + self.bias_hh)
-"""
+CELL = LEAKY_CELL
 
 FACTORY = """
 from torch import nn
