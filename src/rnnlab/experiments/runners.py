@@ -144,7 +144,8 @@ def fast_runner(specs: Sequence[RunSpec], runs_dir: Path) -> Iterator[RunResult]
     from rnnlab.engine import describe, iter_population
     from rnnlab.engine.jobs import check_supported
 
-    backend = str(describe().get("backend") or "")
+    # Only built-in cells need the engine (describing it may build and time the kernel).
+    backend = str(describe().get("backend") or "") if any(map(builtin, specs)) else ""
     chosen, jobs, tasks, others = [], [], [], []
     for spec in specs:
         job, task = _job(spec, runs_dir) if builtin(spec) and backend else (None, None)
