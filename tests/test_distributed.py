@@ -35,7 +35,7 @@ def local_ray():
 
 
 def _rows(out):
-    return sorted((r["config_hash"], r["test_accuracy"], r["best_dev_accuracy"], r["steps"])
+    return sorted((r["config_hash"], r["test_score"], r["best_dev_score"], r["steps"])
                   for r in read_csv(out / "results.csv"))
 
 

@@ -77,7 +77,7 @@ def test_evaluate_scores_a_user_cell_and_model_run_as_results_csv(files, capsys)
     for row in rows:
         run_dir = _run_dir(out, row)
         assert (run_dir / "best.pt").is_file() and (run_dir / "last.pt").is_file()
-        assert _evaluate(run_dir, capsys) == pytest.approx(float(row["test_accuracy"]),
+        assert _evaluate(run_dir, capsys) == pytest.approx(float(row["test_score"]),
                                                            abs=1e-6)
     mine = next(_run_dir(out, r) for r in rows if r["model"] == "mine")
     (files / "models.py").write_text(MODEL.replace("hidden_size=16", "hidden_size=17"))
@@ -98,7 +98,7 @@ def test_both_paths_write_checkpoints_load_run_scores_alike(files, tmp_path, pat
     for result in results:
         run = load_run(tmp_path / path / result.spec.run_id)
         test = run.trainer().evaluate(run.model, run.task.splits(run.data_seed)["test"])
-        assert test["accuracy"] == pytest.approx(result.test_accuracy, abs=1e-6)
+        assert test["accuracy"] == pytest.approx(result.test_score, abs=1e-6)
         last = load_run(tmp_path / path / result.spec.run_id, "last")
         assert last.checkpoint["step"] == result.steps
         assert run.checkpoint["best_step"] <= result.steps

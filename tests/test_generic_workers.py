@@ -54,11 +54,11 @@ def test_workers_give_exactly_the_serial_results(tmp_path):
     assert [r.spec.run_id for r in parallel] == [r.spec.run_id for r in serial]
     assert len(serial) == 6
     for a, b in zip(serial, parallel, strict=True):
-        assert (a.best_dev_accuracy, a.test_accuracy, a.steps, a.path) == \
-               (b.best_dev_accuracy, b.test_accuracy, b.steps, b.path)
+        assert (a.best_dev_score, a.test_score, a.steps, a.path) == \
+               (b.best_dev_score, b.test_score, b.steps, b.path)
         curve = f"{a.spec.run_id}/metrics.csv"
         assert (tmp_path / "one" / curve).read_text() == (tmp_path / "two" / curve).read_text()
-    assert len({r.test_accuracy for r in serial}) > 1  # not all alike
+    assert len({r.test_score for r in serial}) > 1  # not all alike
 
 
 def test_a_worker_error_is_raised_as_itself(tmp_path):

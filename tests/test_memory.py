@@ -54,7 +54,7 @@ class FakeRunner:
                      "dev_accuracy": acc * s / 40} for s in (10, 20, 30, 40)]
             write_csv(run_dir / "metrics.csv", list(rows[0]), rows)
             self.trained.append(spec)
-            yield RunResult(spec, best_dev_accuracy=acc, test_accuracy=acc, steps=40,
+            yield RunResult(spec, best_dev_score=acc, test_score=acc, steps=40,
                             seconds=0.01, engine="fake")
 
 
@@ -163,7 +163,7 @@ def test_memory_horizon(means, expected):
 
 def test_a_mean_equal_to_the_threshold_passes_despite_rounding():
     # 0.85, 0.95 and 0.9 average to 0.8999999999999999 in floating point.
-    rows = [{"cell": "srn", "length": 5, "seed": k, "best_dev_accuracy": a, "test_accuracy": a}
+    rows = [{"cell": "srn", "length": 5, "seed": k, "best_dev_score": a, "test_score": a}
             for k, a in enumerate((0.85, 0.95, 0.9))]
     summary = summarize(MemoryConfig(cells=("srn",), lengths=(5,), seeds=3), rows)
     assert summary["cells"]["srn"]["horizon"] == 5
@@ -184,7 +184,7 @@ def test_horizon_sentences():
 
 def test_summary_on_hand_made_results():
     config = MemoryConfig(cells=("srn", "lstm"), lengths=(5, 10, 15), seeds=3)
-    rows = [{"cell": c, "length": n, "seed": k, "best_dev_accuracy": a, "test_accuracy": a,
+    rows = [{"cell": c, "length": n, "seed": k, "best_dev_score": a, "test_score": a,
              "config_hash": f"{c}{n}{k}"}
             for c, accs in {"srn": {5: (0.95, 0.97, 0.99), 10: (0.5, 0.95, 0.96),
                                     15: (0.3, 0.2, 0.25)},
@@ -217,7 +217,7 @@ def test_run_writes_every_output(tmp_path):
     # A tidy table: every setting that tells runs apart is a column, rows in grid order.
     assert list(rows[0])[:9] == ["model", "task", "length", "seed", "lr", "weight_decay",
                                  "hidden_size", "params", "state_size"]
-    assert {"status", "best_dev_accuracy", "test_accuracy", "engine", "path", "config_hash",
+    assert {"status", "best_dev_score", "test_score", "engine", "path", "config_hash",
             "reason"} <= set(rows[0])
     assert [(r["model"], r["task"], int(r["length"]), int(r["seed"])) for r in rows] == [
         (s.cell, "digitsum", s.length, s.seed) for s in SMALL.specs()]
@@ -262,7 +262,7 @@ def test_crash_keeps_whole_rows_and_resume_finishes(tmp_path):
         run_memory(SMALL, tmp_path, runner=FakeRunner(crash_after=3), progress=False)
     rows = _read(tmp_path / "results.csv")
     assert len(rows) == 1 + 3
-    assert all(r["config_hash"] and r["test_accuracy"] for r in rows)
+    assert all(r["config_hash"] and r["test_score"] for r in rows)
     assert (tmp_path / "report.html").read_text() == report_before
     assert not list(tmp_path.glob(".*.tmp"))
     rest = FakeRunner()

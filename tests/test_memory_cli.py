@@ -36,8 +36,8 @@ def test_tiny_grid_writes_every_file(tmp_path, capsys):
         ("srn", "digitsum", "2", "32"), ("lstm", "digitsum", "2", "32")}
     assert {r["path"] for r in rows} <= {"kernel", "torch"}   # the backend that ran
     for row in rows:
-        assert 0.0 <= float(row["test_accuracy"]) <= 1.0
-        assert 0.0 <= float(row["best_dev_accuracy"]) <= 1.0
+        assert 0.0 <= float(row["test_score"]) <= 1.0
+        assert 0.0 <= float(row["best_dev_score"]) <= 1.0
         assert int(row["steps"]) == 2 * 4              # 100 examples / batch 32 = 4 steps
         assert float(row["seconds"]) > 0 and len(row["config_hash"]) == 16
 
@@ -66,7 +66,7 @@ def test_tiny_grid_writes_every_file(tmp_path, capsys):
     assert main(["evaluate", str(run_dirs[0]), "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)["scores"]
     row = next(r for r in rows if run_dirs[0].name.endswith(r["config_hash"][:8]))
-    assert scores["test"]["accuracy"] == pytest.approx(float(row["test_accuracy"]), abs=1e-6)
+    assert scores["test"]["accuracy"] == pytest.approx(float(row["test_score"]), abs=1e-6)
 
     # The same command again trains nothing; one more seed trains only that seed.
     assert main(["memory", *TINY, "--out", str(out)]) == 0

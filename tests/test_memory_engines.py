@@ -34,9 +34,9 @@ def test_same_runs_same_accuracies(both):
     for key, row in loop.items():
         assert fast[key]["engine"] == "fast" and row["engine"] == "loop"
         assert fast[key]["steps"] == row["steps"] == 12
-        assert fast[key]["best_dev_accuracy"] == pytest.approx(row["best_dev_accuracy"],
+        assert fast[key]["best_dev_score"] == pytest.approx(row["best_dev_score"],
                                                                abs=1e-6), key
-        assert fast[key]["test_accuracy"] == pytest.approx(row["test_accuracy"], abs=1e-6), key
+        assert fast[key]["test_score"] == pytest.approx(row["test_score"], abs=1e-6), key
 
 
 def test_same_curves_and_parameters(both):

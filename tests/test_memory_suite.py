@@ -85,7 +85,7 @@ def test_user_cell_and_model_on_two_tasks_end_to_end(files, capsys):
         ("srn", "digitsum"), ("srn", "copy"), ("LeakyCell", "digitsum"),
         ("LeakyCell", "copy"), ("mine", "digitsum"), ("mine", "copy")]
     for r in rows:
-        assert r["status"] == "ok" and 0.0 <= float(r["test_accuracy"]) <= 1.0
+        assert r["status"] == "ok" and 0.0 <= float(r["test_score"]) <= 1.0
         assert int(r["params"]) > 0 and r["hidden_size"] == "8"
     # The engine trains built-in cells on every task; users' models take the generic path.
     paths = {(r["model"], r["task"]): (r["engine"], r["path"]) for r in rows}
@@ -260,6 +260,6 @@ def test_generic_vmap_and_loop_paths_give_the_same_rows(files, tmp_path):
     assert {r.path for r in vmap.values()} == {"vmap"}
     assert {r.path for r in loop.values()} == {"loop"}
     for key, r in vmap.items():
-        assert r.best_dev_accuracy == pytest.approx(loop[key].best_dev_accuracy, abs=1e-5)
-        assert r.test_accuracy == pytest.approx(loop[key].test_accuracy, abs=1e-5)
-    assert len({round(r.test_accuracy, 6) for r in vmap.values()}) > 1   # not all alike
+        assert r.best_dev_score == pytest.approx(loop[key].best_dev_score, abs=1e-5)
+        assert r.test_score == pytest.approx(loop[key].test_score, abs=1e-5)
+    assert len({round(r.test_score, 6) for r in vmap.values()}) > 1   # not all alike

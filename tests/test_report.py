@@ -29,8 +29,8 @@ def pixels_of(png: bytes, rgb: tuple[int, ...], tol: int = 4) -> int:
 def hand_made(seeds: int = 3):
     config = MemoryConfig(cells=("srn", "residual-srn"), lengths=(5, 10, 20), seeds=seeds)
     means = {"srn": {5: 0.97, 10: 0.5, 20: 0.1}, "residual-srn": {5: 1.0, 10: 0.96, 20: 0.93}}
-    rows = [{"cell": c, "length": n, "seed": k, "best_dev_accuracy": m,
-             "test_accuracy": m - 0.01 * k, "steps": 100, "seconds": 0.5, "engine": "loop",
+    rows = [{"cell": c, "length": n, "seed": k, "best_dev_score": m,
+             "test_score": m - 0.01 * k, "steps": 100, "seconds": 0.5, "engine": "loop",
              "config_hash": f"h{c}{n}{k}"}
             for c, by_len in means.items() for n, m in by_len.items() for k in range(seeds)]
     return config, rows, summarize(config, rows, chance=0.1)

@@ -21,6 +21,7 @@ from rnnlab.cli import main
 from rnnlab.errors import NonFiniteError, RnnlabError
 from rnnlab.experiments import MemoryConfig, RunResult, load_results, run_memory
 from rnnlab.experiments import memory as memory_mod
+from rnnlab.experiments.results import record_result
 from rnnlab.io import FolderLock, atomic_write_text, clean_temporaries
 from rnnlab.train.checkpoint import digest, load_checkpoint, save_checkpoint
 
@@ -92,7 +93,7 @@ def test_a_real_nan_in_the_loop_engine_is_a_failed_row_and_the_others_go_on(tmp_
     outcome = run_memory(bad, tmp_path, progress=False)
     rows = list(load_results(tmp_path / "results.csv").values())
     assert [r["status"] for r in rows] == ["failed", "failed"]
-    assert all("loss became" in r["reason"] and r["test_accuracy"] is None for r in rows)
+    assert all("loss became" in r["reason"] and r["test_score"] is None for r in rows)
     assert outcome.failed == 2 and outcome.summary["runs"]["failed"] == 2
     report = outcome.report.read_text()
     assert "failed-runs" in report and report.count("<td class='l failed'>failed</td>") == 2
@@ -130,7 +131,7 @@ def test_the_fast_engine_failure_is_a_row_and_retry_failed_trains_it_again(tmp_p
     rows = load_results(tmp_path / "results.csv")
     by_cell = {r["cell"]: r for r in rows.values()}
     assert by_cell["lstm"]["status"] == "failed" and by_cell["lstm"]["steps"] == 2
-    assert by_cell["srn"]["status"] == "ok" and by_cell["srn"]["test_accuracy"] == 0.25
+    assert by_cell["srn"]["status"] == "ok" and by_cell["srn"]["test_score"] == 0.25
     assert first.summary["cells"]["srn"]["lengths"][0]["mean"] == 0.25
     assert first.summary["cells"]["lstm"]["lengths"][0]["mean"] is None  # never 0
     # A plain rerun skips the failed run as done ...
@@ -153,10 +154,10 @@ def test_a_failed_seed_ends_the_horizon_and_is_left_out_of_the_mean():
     from rnnlab.experiments import summarize
 
     config = MemoryConfig(cells=("srn",), lengths=(5, 10, 15), seeds=2)
-    rows = [{"cell": "srn", "length": n, "seed": k, "status": "ok", "best_dev_accuracy": 1.0,
-             "test_accuracy": 1.0} for n in (5, 10, 15) for k in (0, 1)]
+    rows = [{"cell": "srn", "length": n, "seed": k, "status": "ok", "best_dev_score": 1.0,
+             "test_score": 1.0} for n in (5, 10, 15) for k in (0, 1)]
     rows[2] = {"cell": "srn", "length": 10, "seed": 0, "status": "failed", "reason": "nan",
-               "best_dev_accuracy": None, "test_accuracy": None}
+               "best_dev_score": None, "test_score": None}
     cell = summarize(config, rows)["cells"]["srn"]
     assert cell["horizon"] == 5  # 15 passes, but 10 was not fully measured
     p10 = cell["lengths"][1]
@@ -351,13 +352,21 @@ def test_results_written_before_the_status_column_read_as_ok(tmp_path):
         "cell,length,seed,best_dev_accuracy,test_accuracy,steps,seconds,engine,config_hash\n"
         "srn,5,0,0.5,0.4,10,1.0,loop,abc\n")
     row = load_results(tmp_path / "results.csv")["abc"]
-    assert row["status"] == "ok" and row["test_accuracy"] == 0.4
+    assert row["status"] == "ok" and row["test_score"] == 0.4 and row["best_dev_score"] == 0.5
+    # recording a new run rewrites the file under the current column names, old scores kept
+    spec = TINY.specs()[0]
+    record_result(tmp_path / "results.csv", RunResult(spec, 0.9, 0.8, 5, 0.1, "fast"))
+    rows = load_results(tmp_path / "results.csv")
+    assert rows["abc"]["test_score"] == 0.4 and rows["abc"]["best_dev_score"] == 0.5
+    assert rows[spec.config_hash]["test_score"] == 0.8
+    header = (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert "test_score" in header and "test_accuracy" not in header
 
 
 def test_run_result_row_keeps_the_reason_on_one_line():
     spec = TINY.specs()[0]
     row = RunResult.failed(spec, "loss became nan\nat step 3", "loop").row()
-    assert row["reason"] == "loss became nan at step 3" and row["test_accuracy"] == ""
+    assert row["reason"] == "loss became nan at step 3" and row["test_score"] == ""
 
 
 def test_the_long_grid_warning_knows_the_kernel_is_fast(capsys, monkeypatch):

@@ -59,7 +59,7 @@ def same_train_run(ref: Path, out: Path) -> str:
 
 def _rows(path: Path) -> list[tuple]:
     with open(path, newline="") as f:
-        return sorted((r["config_hash"], r["status"], r["best_dev_accuracy"], r["test_accuracy"],
+        return sorted((r["config_hash"], r["status"], r["best_dev_score"], r["test_score"],
                        r["steps"]) for r in csv.DictReader(f))
 
 

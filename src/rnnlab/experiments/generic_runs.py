@@ -85,8 +85,8 @@ def _result(spec: RunSpec, fit: Any, task: Any, runs_dir: Path, engine: str, pat
     run_dir = runs_dir / spec.run_id
     _write_curve(run_dir, fit.history, task)
     write_spec(run_dir, spec)
-    return RunResult(spec, best_dev_accuracy=task.score(float(fit.best_score)),
-                     test_accuracy=task.score(fit.test), steps=int(fit.steps),
+    return RunResult(spec, best_dev_score=task.score(float(fit.best_score)),
+                     test_score=task.score(fit.test), steps=int(fit.steps),
                      seconds=seconds, engine=engine, path=path)
 
 

@@ -111,7 +111,7 @@ def _run_locked(config: MemoryConfig, out_dir: Path, runner: Runner | None,
                     failed += 1
                     note = f"failed ({result.reason[:60]})"
                 else:
-                    note = f"test {result.test_accuracy:.3f}"
+                    note = f"test {result.test_score:.3f}"
                 task = "" if len(config.tasks) == 1 else f" {s.task}"
                 grid = "" if len(config.lr_values()) * len(config.weight_decay_values()) == 1 \
                     else f" lr {s.lr:g} wd {s.weight_decay:g}"

@@ -27,15 +27,15 @@ from rnnlab.io import read_csv, write_csv
 
 OK, FAILED = "ok", "failed"
 # A tidy table: one row per run, every setting that can tell runs apart a column, in
-# grid order. ``length`` is the value of the task's memory axis; ``best_dev_accuracy`` and
-# ``test_accuracy`` hold the task's score in [0, 1] (accuracy, or 1 - MSE / MSE of the mean
-# for a regression task: see ``score``); ``engine`` is the engine asked for and ``path``
+# grid order. ``length`` is the value of the task's memory axis; ``best_dev_score`` and
+# ``test_score`` hold the task's score in [0, 1] (accuracy, or 1 - MSE / MSE of the mean
+# for a regression task: ``score`` says which); ``engine`` is the engine asked for and ``path``
 # what actually ran (the engine backend ``kernel``/``torch``, ``vmap``, ``loop``,
 # ``trainer``); ``params`` and ``state_size`` are the model's sizes.
 RESULT_FIELDS: tuple[str, ...] = (
     "model", "task", "length", "seed", "lr", "weight_decay", "hidden_size", "params",
     "state_size", "embedding_dim", "epochs", "batch_size", "optimizer", "clip", "status",
-    "best_dev_accuracy", "test_accuracy", "score", "steps", "seconds", "engine", "path",
+    "best_dev_score", "test_score", "score", "steps", "seconds", "engine", "path",
     "model_source", "cell", "config_hash", "reason",
 )
 
@@ -59,8 +59,8 @@ class RunResult:
     """
 
     spec: RunSpec
-    best_dev_accuracy: float | None
-    test_accuracy: float | None
+    best_dev_score: float | None
+    test_score: float | None
     steps: int
     seconds: float
     engine: str
@@ -88,8 +88,8 @@ class RunResult:
                 "embedding_dim": s.embedding_dim, "epochs": s.epochs,
                 "batch_size": s.batch_size, "optimizer": s.optimizer,
                 "clip": "" if s.clip is None else f"{s.clip:g}",
-                "status": self.status, "best_dev_accuracy": acc(self.best_dev_accuracy),
-                "test_accuracy": acc(self.test_accuracy), "score": _score_name(s.task),
+                "status": self.status, "best_dev_score": acc(self.best_dev_score),
+                "test_score": acc(self.test_score), "score": _score_name(s.task),
                 "steps": self.steps, "seconds": f"{self.seconds:.3f}", "engine": self.engine,
                 "path": self.path, "model_source": s.model_source, "cell": s.cell,
                 "config_hash": s.config_hash,
@@ -107,7 +107,18 @@ def _score_name(task: str) -> str:
 
 
 # --- rows --------------------------------------------------------------------------------
+# Columns renamed since: files written before hold the task's score under the old names.
+_OLD_COLUMNS = {"best_dev_accuracy": "best_dev_score", "test_accuracy": "test_score"}
+
+
+def _current(raw: dict[str, str]) -> dict[str, str]:
+    """A row read from ``results.csv`` with the columns under their current names."""
+    return {_OLD_COLUMNS.get(k, k): v for k, v in raw.items()
+            if k not in _OLD_COLUMNS or _OLD_COLUMNS[k] not in raw}
+
+
 def _parse(raw: dict[str, str]) -> dict[str, Any]:
+    raw = _current(raw)
     status = raw.get("status") or OK  # rows written before the status column were all ok
     if status not in (OK, FAILED):
         raise ValueError(f"unknown status {status!r}")
@@ -127,7 +138,7 @@ def _parse(raw: dict[str, str]) -> dict[str, Any]:
             "params": number("params", int, None), "state_size": number("state_size", int, None),
             "hidden_size": number("hidden_size", int, None), "path": raw.get("path") or "",
             "length": int(raw["length"]), "seed": int(raw["seed"]),
-            "best_dev_accuracy": acc("best_dev_accuracy"), "test_accuracy": acc("test_accuracy"),
+            "best_dev_score": acc("best_dev_score"), "test_score": acc("test_score"),
             "steps": int(raw["steps"]), "seconds": float(raw["seconds"])}
 
 
@@ -153,7 +164,7 @@ def record_result(path: str | Path, result: RunResult, sizes: dict[str, Any] | N
     (a retried failure), atomically. The caller holds the folder's lock. ``order`` (the
     grid's config hashes) keeps rows in grid order; rows of other grids go last."""
     path = Path(path)
-    rows = [raw for raw in (read_csv(path) if path.exists() else [])
+    rows = [_current(raw) for raw in (read_csv(path) if path.exists() else [])
             if raw.get("config_hash") != result.spec.config_hash]
     rows.append(result.row(sizes))
     rank = {h: i for i, h in enumerate(order)}
@@ -248,7 +259,7 @@ def _point(length: int, found: list[dict[str, Any]]) -> dict[str, Any]:
     [0, 1], a score's range), and its failures."""
     ok = [r for r in found if r.get("status", OK) == OK]
     bad = [r for r in found if r.get("status", OK) == FAILED]
-    test = [r["test_accuracy"] for r in ok]
+    test = [r["test_score"] for r in ok]
     point: dict[str, Any] = {
         "length": length, "n": len(ok), "mean": None, "std": None, "ci_low": None,
         "ci_high": None, "ci_half_width": None, "dev_mean": None,
@@ -260,7 +271,7 @@ def _point(length: int, found: list[dict[str, Any]]) -> dict[str, Any]:
         ci = mean_ci(test, bounds=(0.0, 1.0))
         point.update(n=ci.n, mean=ci.mean, std=ci.std, ci_low=ci.low, ci_high=ci.high,
                      ci_half_width=ci.half_width,
-                     dev_mean=sum(r["best_dev_accuracy"] for r in ok) / len(ok))
+                     dev_mean=sum(r["best_dev_score"] for r in ok) / len(ok))
     return point
 
 
@@ -273,7 +284,7 @@ def best_setting(found: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]],
         settings.setdefault((row.get("lr"), row.get("weight_decay", 0.0)), []).append(row)
 
     def dev(rows: list[dict[str, Any]]) -> float | None:
-        ok = [r["best_dev_accuracy"] for r in rows if r.get("status", OK) == OK]
+        ok = [r["best_dev_score"] for r in rows if r.get("status", OK) == OK]
         return sum(ok) / len(ok) if ok else None
 
     devs = {key: dev(rows) for key, rows in settings.items()}

@@ -104,8 +104,8 @@ def _job(spec: RunSpec, runs_dir: Path) -> tuple[Any, Any]:
 def _trained(spec: RunSpec, task: Any, fit: Any, engine: str, path: str,
              seconds: float) -> RunResult:
     """The result row of a finished run: dev and test on the task's score scale."""
-    return RunResult(spec, best_dev_accuracy=task.score(float(fit.best_score)),
-                     test_accuracy=task.score(fit.test), steps=int(fit.steps),
+    return RunResult(spec, best_dev_score=task.score(float(fit.best_score)),
+                     test_score=task.score(fit.test), steps=int(fit.steps),
                      seconds=seconds, engine=engine, path=path)
 
 

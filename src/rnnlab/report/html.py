@@ -92,7 +92,7 @@ def _result_row(r: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
         scores = (f"<td class='l failed' colspan='2'>failed: {escape(r['reason'])}</td>")
         status = "<td class='l failed'>failed</td>"
     else:
-        scores = f"<td>{r['best_dev_accuracy']:.3f}</td><td>{r['test_accuracy']:.3f}</td>"
+        scores = f"<td>{r['best_dev_score']:.3f}</td><td>{r['test_score']:.3f}</td>"
         status = "<td class='l'>ok</td>"
     task = r.get("task") or "digitsum"
     key = curve_key(summary, r["cell"], task)
