@@ -59,8 +59,8 @@ class Copy(Task):
     memory_axis_label: ClassVar[str] = "delay: blank steps between the symbols and the delimiter"
     memory_lengths: ClassVar[tuple[int, ...]] = (5, 10, 20, 40)
     # Four symbols, not the classic ten: at hidden size 32 and the protocol's 3,200 steps
-    # no built-in cell copied ten even after 5 blanks (LSTM 0.65), so the suite would
-    # only measure chance (measured, docs/memory-suite.md).
+    # the LSTM copied ten at 0.64-0.66 after 5 blanks and the GRU at most 0.67 (a first
+    # full run, docs/memory-suite.md), so the suite would have measured little but failure.
     memory_options: ClassVar[dict[str, int]] = {"n_symbols": 4}
 
     length: int = 100
