@@ -78,11 +78,6 @@ class Adding(Task):
         targets = (values[rows, first] + values[rows, second]).unsqueeze(1)
         return SplitData(torch.stack([values, markers], dim=-1), targets)
 
-    def splits(self, seed: int = 0) -> dict[str, SplitData]:
-        sizes = {"train": self.n_train, "dev": self.n_dev, "test": self.n_test}
-        return {name: self.generate(n, torch.Generator().manual_seed(3 * seed + k))
-                for k, (name, n) in enumerate(sizes.items())}
-
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         def last_step(split: SplitData) -> torch.Tensor:
             value, marker = split.inputs[:, -1, 0], split.inputs[:, -1, 1]

@@ -104,11 +104,6 @@ class AssociativeRecall(Task):
         targets.scatter_(1, steps, values.gather(1, order))
         return SplitData(inputs, targets)
 
-    def splits(self, seed: int = 0) -> dict[str, SplitData]:
-        sizes = {"train": self.n_train, "dev": self.n_dev, "test": self.n_test}
-        return {name: self.generate(n, torch.Generator().manual_seed(3 * seed + k))
-                for k, (name, n) in enumerate(sizes.items())}
-
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         """Query accuracy of "current token -> most frequent target", fitted on the
         train split's query steps and scored on the test split's."""

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from rnnlab.errors import ensure
@@ -100,7 +101,19 @@ class Task:
 
     # --- data --------------------------------------------------------------------------
     def splits(self, seed: int = 0) -> dict[str, SplitData]:
-        """``{"train": ..., "dev": ..., "test": ...}``, determined by ``seed``."""
+        """``{"train": ..., "dev": ..., "test": ...}``, determined by ``seed``.
+
+        For a synthetic task (one with :meth:`generate` and ``n_train``, ``n_dev``,
+        ``n_test`` fields): each split drawn from its own generator, seeded
+        ``3 * seed + k`` for train, dev and test (k = 0, 1, 2), so no split shares a
+        random stream with another and a seed's splits never change when sizes do.
+        """
+        return {name: self.generate(getattr(self, f"n_{name}"),
+                                    torch.Generator().manual_seed(3 * seed + k))
+                for k, name in enumerate(("train", "dev", "test"))}
+
+    def generate(self, n: int, generator: torch.Generator) -> SplitData:
+        """``n`` fresh examples drawn from ``generator`` (a synthetic task's data)."""
         raise NotImplementedError
 
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:

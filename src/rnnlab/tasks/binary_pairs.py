@@ -78,11 +78,6 @@ class BinaryPairs(Task):
         bits = torch.randint(2, (n, self.length), generator=generator)
         return SplitData(bits.float().unsqueeze(-1), pair_labels(bits, self.lag))
 
-    def splits(self, seed: int = 0) -> dict[str, SplitData]:
-        sizes = {"train": self.n_train, "dev": self.n_dev, "test": self.n_test}
-        return {name: self.generate(n, torch.Generator().manual_seed(3 * seed + k))
-                for k, (name, n) in enumerate(sizes.items())}
-
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         train, test = splits["train"], splits["test"]
         return lookup_accuracy(train.inputs[..., 0].long(), train.targets,

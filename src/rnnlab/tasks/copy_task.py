@@ -130,11 +130,6 @@ class Copy(Task):
         recall = self.recall_steps
         return float((logits[:, recall].argmax(-1) == targets[:, recall]).float().mean())
 
-    def splits(self, seed: int = 0) -> dict[str, SplitData]:
-        sizes = {"train": self.n_train, "dev": self.n_dev, "test": self.n_test}
-        return {name: self.generate(n, torch.Generator().manual_seed(3 * seed + k))
-                for k, (name, n) in enumerate(sizes.items())}
-
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         """Recall accuracy of the lookup "current token -> most frequent target",
         fitted on the train split's recall steps and scored on the test split's."""

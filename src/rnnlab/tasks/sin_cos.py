@@ -77,14 +77,11 @@ class SinCos(Task):
         ensure(n_chunks >= 1, f"n_chunks must be at least 1, got {n_chunks}")
         return self._chunks(start + self.span * torch.arange(n_chunks, dtype=torch.float64))
 
-    def splits(self, seed: int = 0) -> dict[str, SplitData]:
-        sizes = {"train": self.n_train, "dev": self.n_dev, "test": self.n_test}
-        out = {}
-        for k, (name, n) in enumerate(sizes.items()):
-            generator = torch.Generator().manual_seed(3 * seed + k)
-            phases = torch.rand(n, generator=generator, dtype=torch.float64) * 2 * math.pi
-            out[name] = self._chunks(phases)
-        return out
+    def generate(self, n: int, generator: torch.Generator) -> SplitData:
+        """``n`` waves at random phases, cut into chunks (the splits come from
+        :meth:`Task.splits`)."""
+        phases = torch.rand(n, generator=generator, dtype=torch.float64) * 2 * math.pi
+        return self._chunks(phases)
 
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         train, test = splits["train"], splits["test"]

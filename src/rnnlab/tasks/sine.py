@@ -84,11 +84,6 @@ class Sine(Task):
         wave = torch.sin(times).float().unsqueeze(-1)
         return SplitData(wave[:, :-1], wave[:, 1:])
 
-    def splits(self, seed: int = 0) -> dict[str, SplitData]:
-        sizes = {"train": self.n_train, "dev": self.n_dev, "test": self.n_test}
-        return {name: self.generate(n, torch.Generator().manual_seed(3 * seed + k))
-                for k, (name, n) in enumerate(sizes.items())}
-
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         train, test = splits["train"], splits["test"]
         return linear_mse(train.inputs.reshape(-1, 1), train.targets.reshape(-1, 1),
