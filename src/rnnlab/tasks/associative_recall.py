@@ -27,7 +27,7 @@ import torch
 
 from rnnlab.errors import ensure
 from rnnlab.tasks.base import IGNORE, SplitData, Task
-from rnnlab.tasks.memoryless import lookup_accuracy
+from rnnlab.tasks.memoryless import scored_steps_lookup
 
 
 def _draw_distinct(n: int, pool: int, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -107,7 +107,4 @@ class AssociativeRecall(Task):
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         """Query accuracy of "current token -> most frequent target", fitted on the
         train split's query steps and scored on the test split's."""
-        train, test = splits["train"], splits["test"]
-        fit, score = train.targets != IGNORE, test.targets != IGNORE
-        return lookup_accuracy(train.inputs[fit], train.targets[fit],
-                               test.inputs[score], test.targets[score])
+        return scored_steps_lookup(splits)

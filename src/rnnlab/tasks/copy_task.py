@@ -33,11 +33,37 @@ import torch
 
 from rnnlab.errors import ensure
 from rnnlab.tasks.base import IGNORE, SplitData, Task
-from rnnlab.tasks.memoryless import lookup_accuracy
+from rnnlab.tasks.memoryless import scored_steps_lookup
+
+
+class SymbolRecall:
+    """What the copy tasks share: tokens 0 (blank or noise), the symbols ``1..K``
+    (``alphabet``) and a delimiter ``K + 1``; classes ``0..K``, of which 0 is never a
+    target (kept so a class is its symbol's token); chance, the best constant answer on
+    uniform symbols, ``1/K``."""
+
+    alphabet: int
+
+    @property
+    def delimiter(self) -> int:
+        return self.alphabet + 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.alphabet + 2
+
+    @property
+    def num_outputs(self) -> int:
+        return self.alphabet + 1
+
+    @property
+    def chance(self) -> float:
+        """Recall accuracy of the best constant answer: every symbol has probability 1/K."""
+        return 1.0 / self.alphabet
 
 
 @dataclass
-class Copy(Task):
+class Copy(SymbolRecall, Task):
     """Per-step tagging: reproduce ``n_symbols`` symbols after a delay of ``length`` steps.
 
     Inputs ``(N, T + 2S)`` int64 tokens in ``[0, K + 1]``; targets
@@ -84,26 +110,9 @@ class Copy(Task):
         return self.length + 2 * self.n_symbols
 
     @property
-    def delimiter(self) -> int:
-        return self.alphabet + 1
-
-    @property
-    def vocab_size(self) -> int:
-        return self.alphabet + 2
-
-    @property
-    def num_outputs(self) -> int:
-        return self.alphabet + 1  # class 0 (blank) is never a target, but kept for the layout
-
-    @property
     def recall_steps(self) -> slice:
         """The steps that are scored: the last ``n_symbols``."""
         return slice(self.total_length - self.n_symbols, None)
-
-    @property
-    def chance(self) -> float:
-        """Recall accuracy of guessing one of the K symbols uniformly at each recall step."""
-        return 1.0 / self.alphabet
 
     @property
     def guess_cross_entropy(self) -> float:
@@ -133,7 +142,4 @@ class Copy(Task):
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         """Recall accuracy of the lookup "current token -> most frequent target",
         fitted on the train split's recall steps and scored on the test split's."""
-        train, test = splits["train"], splits["test"]
-        recall = self.recall_steps
-        return lookup_accuracy(train.inputs[:, recall], train.targets[:, recall],
-                               test.inputs[:, recall], test.targets[:, recall])
+        return scored_steps_lookup(splits)

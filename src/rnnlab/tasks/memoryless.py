@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnlab.tasks.base import IGNORE, SplitData
+
 
 def lookup_accuracy(train_keys: Tensor, train_targets: Tensor,
                     test_keys: Tensor, test_targets: Tensor) -> float:
@@ -34,6 +36,15 @@ def lookup_accuracy(train_keys: Tensor, train_targets: Tensor,
     unseen = counts.sum(1) == 0
     table[unseen] = int(torch.bincount(train_targets, minlength=n_classes).argmax())
     return float((table[test_keys] == test_targets).float().mean())
+
+
+def scored_steps_lookup(splits: dict[str, SplitData]) -> float:
+    """:func:`lookup_accuracy` of "current token -> most frequent target" on the steps a
+    per-step task scores (target not -100): fitted on train, scored on test."""
+    train, test = splits["train"], splits["test"]
+    fit, score = train.targets != IGNORE, test.targets != IGNORE
+    return lookup_accuracy(train.inputs[fit], train.targets[fit],
+                           test.inputs[score], test.targets[score])
 
 
 def _design(features: Tensor) -> Tensor:

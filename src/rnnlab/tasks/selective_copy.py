@@ -24,11 +24,12 @@ import torch
 
 from rnnlab.errors import ensure
 from rnnlab.tasks.base import IGNORE, SplitData, Task
-from rnnlab.tasks.memoryless import lookup_accuracy
+from rnnlab.tasks.copy_task import SymbolRecall
+from rnnlab.tasks.memoryless import scored_steps_lookup
 
 
 @dataclass
-class SelectiveCopy(Task):
+class SelectiveCopy(SymbolRecall, Task):
     """Per-step tagging: after the delimiter, name the scattered symbols in order.
 
     Inputs ``(N, length + 1 + S)`` int64 tokens in ``[0, K + 1]``; targets of the
@@ -70,25 +71,8 @@ class SelectiveCopy(Task):
         return self.length + 1 + self.n_symbols
 
     @property
-    def delimiter(self) -> int:
-        return self.alphabet + 1
-
-    @property
-    def vocab_size(self) -> int:
-        return self.alphabet + 2
-
-    @property
-    def num_outputs(self) -> int:
-        return self.alphabet + 1  # class 0 (noise) is never a target, kept for the layout
-
-    @property
     def recall_steps(self) -> slice:
         return slice(self.length + 1, None)
-
-    @property
-    def chance(self) -> float:
-        """Recall accuracy of the best constant answer: every symbol has probability 1/K."""
-        return 1.0 / self.alphabet
 
     def generate(self, n: int, generator: torch.Generator) -> SplitData:
         symbols = torch.randint(1, self.alphabet + 1, (n, self.n_symbols), generator=generator)
@@ -106,7 +90,4 @@ class SelectiveCopy(Task):
     def memoryless_baseline(self, splits: dict[str, SplitData]) -> float:
         """Recall accuracy of "current token -> most frequent target", fitted on the
         train split's recall steps and scored on the test split's."""
-        train, test = splits["train"], splits["test"]
-        recall = self.recall_steps
-        return lookup_accuracy(train.inputs[:, recall], train.targets[:, recall],
-                               test.inputs[:, recall], test.targets[:, recall])
+        return scored_steps_lookup(splits)
