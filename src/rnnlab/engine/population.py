@@ -146,10 +146,6 @@ class Member:
     def config(self) -> TrainConfig:
         return self.job.train_config
 
-    def kernel_arrays(self, split: SplitData) -> np.ndarray:
-        """A split's inputs as the kernel reads them (contiguous int32 or float32)."""
-        return kernel_inputs(split, self.shape)
-
     def state_dict(self, flat: Tensor) -> dict[str, Tensor]:
         """The model's state dict holding the flat vector ``flat``."""
         tensors = unflatten(self.shape, flat)
@@ -399,7 +395,8 @@ def _result(impl: Any, group: Group, i: int, member: Member) -> FitResult:
     test = None
     if member.test is not None:
         chosen = member.best if cfg.restore_best and member.best is not None else final
-        outputs = impl.logits(group, i, member.kernel_arrays(member.test), params=chosen.params)
+        outputs = impl.logits(group, i, kernel_inputs(member.test, member.shape),
+                              params=chosen.params)
         test = score(member, outputs, member.test.targets)
     return FitResult(
         metric=member.metric, best_dev_metric=member.best_score, best_step=member.best_step,

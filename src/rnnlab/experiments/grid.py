@@ -72,13 +72,6 @@ def _defaults(section: str) -> dict[str, Any]:
             if f.default is not dataclasses.MISSING}
 
 
-def _cores() -> int:
-    """The cores the engine will use (its own rule: ``$RNNLAB_WORKERS`` or the CPUs)."""
-    from rnnlab.engine.population import worker_count
-
-    return worker_count()
-
-
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that determines one run's result; its hash names the run."""
@@ -313,6 +306,7 @@ class MemoryConfig:
         an estimate, to catch grids that are off by orders of magnitude."""
         from rnnlab import budget
         from rnnlab.cells import CELLS
+        from rnnlab.engine.population import worker_count
 
         points = sum(len(self.lengths_for(t)) for t in self.tasks)
         models = len(self.cells) + len(self.models)
@@ -341,7 +335,8 @@ class MemoryConfig:
             c in CELLS for c in self.cells)
         budget.warn_if_long(f"this grid ({budget.count(runs)} runs)", work,
                             "interrupt with Ctrl-C and rerun the same command to continue",
-                            speedup=budget.kernel_speedup(_cores()) if on_kernel else 1.0)
+                            speedup=budget.kernel_speedup(worker_count()) if on_kernel
+                            else 1.0)
 
     def settings(self) -> dict[str, Any]:
         """Every :data:`SETTINGS` value (the protocol's, or this config's override) and
